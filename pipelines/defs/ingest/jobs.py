@@ -1,0 +1,69 @@
+"""The ingest job, the sensor that runs it when files land, and the daily schedule."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import dagster as dg
+
+from flywheel.ingest.sources import is_supported
+from flywheel.settings import Home
+
+# Runs with this tag queue behind each other (dagster.yaml): one writer of the DuckDB file at a time.
+WAREHOUSE_WRITE_TAGS = {"flywheel/warehouse": "write"}
+
+ingest_job = dg.define_asset_job(
+    "ingest_job",
+    selection=dg.AssetSelection.groups("raw"),
+    description="Ingest every new file in the landing folder into the raw layer.",
+    tags=WAREHOUSE_WRITE_TAGS,
+)
+
+flywheel_job = dg.define_asset_job(
+    "flywheel_job",
+    selection=dg.AssetSelection.all() - dg.AssetSelection.groups("landing"),
+    description="The whole flywheel: ingest, then every downstream layer.",
+    tags=WAREHOUSE_WRITE_TAGS,
+)
+
+daily_flywheel_schedule = dg.ScheduleDefinition(
+    name="daily_flywheel",
+    job=flywheel_job,
+    cron_schedule="0 3 * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Every day at 03:00 UTC: pick up anything the sensor missed and refresh every layer.",
+)
+
+
+def _fingerprints(home: Home) -> dict[str, list[int]]:
+    if not home.landing.exists():
+        return {}
+    found = {}
+    for path in home.landing.rglob("*"):
+        if path.is_file() and is_supported(path) and not any(p.startswith(".") for p in path.parts[-2:]):
+            stat = path.stat()
+            found[str(path.relative_to(home.landing))] = [stat.st_size, stat.st_mtime_ns]
+    return found
+
+
+@dg.sensor(
+    job=ingest_job,
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Starts an ingest run when new or changed files appear in FLYWHEEL_HOME/landing.",
+)
+def landing_sensor(context: dg.SensorEvaluationContext):
+    current = _fingerprints(Home.from_env())
+    seen = json.loads(context.cursor) if context.cursor else {}
+    new = sorted(name for name, fp in current.items() if seen.get(name) != fp)
+    if not new:
+        return dg.SkipReason("no new files in the landing folder")
+    run_key = hashlib.sha1(json.dumps({n: current[n] for n in new}, sort_keys=True).encode()).hexdigest()
+    context.update_cursor(json.dumps(current, sort_keys=True))
+    return dg.RunRequest(
+        run_key=run_key,
+        run_config=dg.RunConfig(ops={"raw_events": {"config": {"paths": new}}}),
+        tags={"flywheel/files": str(len(new))},
+    )

@@ -1,0 +1,37 @@
+"""Resources: where the warehouse and landing folder are. Chosen per deployment, not per asset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+
+from flywheel import warehouse
+from flywheel.settings import Home
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """The DuckDB warehouse under FLYWHEEL_HOME (embedded default)."""
+
+    home: str = ""
+
+    @property
+    def layout(self) -> Home:
+        return Home.from_env(self.home or None).ensure()
+
+    def connect(self, log: dg.DagsterLogManager | None = None, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+        return warehouse.connect(self.layout.warehouse, read_only=read_only,
+                                 on_wait=log.info if log else None)
+
+    @property
+    def landing(self) -> Path:
+        return self.layout.landing
+
+
+def resources_for(deployment: str) -> dict[str, object]:
+    # One entry per deployment; the scale-out profile (DuckLake on PostgreSQL) adds its own here.
+    by_deployment = {"local": {"warehouse": WarehouseResource(home=dg.EnvVar("FLYWHEEL_HOME").get_value(""))}}
+    if deployment not in by_deployment:
+        raise ValueError(f"unknown FLYWHEEL_DEPLOYMENT {deployment!r}; known: {sorted(by_deployment)}")
+    return by_deployment[deployment]
