@@ -20,7 +20,9 @@ from flywheel.settings import SCHEMAS_DIR
 PRICE_TABLE = SCHEMAS_DIR / "prices.yaml"
 CHARS_PER_TOKEN = 4.0
 TOKENS_PER_MESSAGE = 4
-_SNAPSHOT_SUFFIX = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8}|latest|preview)$")
+# Dated snapshots and variant suffixes that bill like the base model: gpt-4o-2024-08-06, gpt-3.5-turbo-0125,
+# claude-3-5-haiku-20241022, llama-3.1-8b-instruct, gemma-2-9b-it.
+_SNAPSHOT_SUFFIX = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8}|\d{4}|latest|preview|instruct|it)$")
 
 
 @dataclass(frozen=True)

@@ -6,12 +6,12 @@ import os
 
 import dagster as dg
 
-from pipelines.defs.ingest.definitions import defs as ingest_defs
+from pipelines.defs.ingest import definitions as ingest
 from pipelines.resources import resources_for
 
 DEPLOYMENT = os.environ.get("FLYWHEEL_DEPLOYMENT", "local")
 
 defs = dg.Definitions.merge(
-    ingest_defs,
+    ingest.defs,
     dg.Definitions(resources=resources_for(DEPLOYMENT)),
 )

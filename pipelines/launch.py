@@ -36,7 +36,8 @@ def serve(home: Home, port: int) -> int:
     command = [sys.executable, "-m", "dagster", "dev", "-h", "127.0.0.1", "-p", str(port),
                "-m", "pipelines.definitions"]
     # dagster dev ignores SIGINT/SIGTERM when started with them ignored; restore the defaults.
-    process = subprocess.Popen(command, cwd=REPO_ROOT, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    process = subprocess.Popen(command, cwd=home.dagster_home,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         return process.wait()
     except KeyboardInterrupt:

@@ -1,0 +1,89 @@
+"""A small OpenAI-compatible chat completions server for tests: real HTTP, real SSE streaming."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+def _answer(body: dict[str, Any]) -> str:
+    last = body["messages"][-1].get("content") or ""
+    return f"echo: {last}"[:200]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:  # keep test output quiet
+        pass
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("content-length", 0))
+        body = json.loads(self.rfile.read(length))
+        self.server.requests.append(body)  # type: ignore[attr-defined]
+        if not self.path.endswith("/chat/completions"):
+            self._json(404, {"error": {"message": "not found"}})
+            return
+        if body.get("model") == "broken-model":
+            self._json(500, {"error": {"message": "upstream exploded", "type": "server_error"}})
+            return
+        text = _answer(body)
+        completion_id = f"chatcmpl-{uuid.uuid4().hex[:12]}"
+        usage = {"prompt_tokens": 11, "completion_tokens": len(text.split()), "total_tokens": 11 + len(text.split())}
+        if not body.get("stream"):
+            self._json(200, {
+                "id": completion_id, "object": "chat.completion", "created": int(time.time()),
+                "model": body["model"],
+                "choices": [{"index": 0, "finish_reason": "stop",
+                             "message": {"role": "assistant", "content": text}}],
+                "usage": usage,
+            })
+            return
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.end_headers()
+        words = text.split(" ")
+        for i, word in enumerate(words):
+            chunk = {"id": completion_id, "object": "chat.completion.chunk", "created": int(time.time()),
+                     "model": body["model"],
+                     "choices": [{"index": 0, "delta": {"content": word + (" " if i < len(words) - 1 else "")},
+                                  "finish_reason": "stop" if i == len(words) - 1 else None}]}
+            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+        if (body.get("stream_options") or {}).get("include_usage"):
+            tail = {"id": completion_id, "object": "chat.completion.chunk", "created": int(time.time()),
+                    "model": body["model"], "choices": [], "usage": usage}
+            self.wfile.write(f"data: {json.dumps(tail)}\n\n".encode())
+        self.wfile.write(b"data: [DONE]\n\n")
+
+    def _json(self, status: int, payload: dict[str, Any]) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+class OpenAICompatibleServer:
+    def __init__(self) -> None:
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self.httpd.requests = []  # type: ignore[attr-defined]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    @property
+    def requests(self) -> list[dict[str, Any]]:
+        return self.httpd.requests  # type: ignore[attr-defined]
+
+    def __enter__(self) -> OpenAICompatibleServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

@@ -1,0 +1,123 @@
+"""The command line as a user runs it: real processes, a real warehouse, a real Dagster instance."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.factories import interaction, write_lines
+
+FLYWHEEL = [sys.executable, "-m", "flywheel.cli"]
+
+
+def run_cli(*args: str, home: Path, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "FLYWHEEL_HOME": str(home), "COLUMNS": "160"}
+    done = subprocess.run([*FLYWHEEL, *args], capture_output=True, text=True, env=env, timeout=timeout)
+    if check:
+        assert done.returncode == 0, done.stderr
+    return done
+
+
+def test_help_lists_every_command(tmp_path):
+    out = run_cli("--help", home=tmp_path).stdout
+    for command in ("simulate", "ingest", "run", "sql", "dagster", "schemas"):
+        assert command in out
+    assert "--mapping" in run_cli("ingest", "--help", home=tmp_path).stdout
+
+
+def test_main_job_simulates_ingests_and_reports_and_a_rerun_duplicates_nothing(tmp_path):
+    home = tmp_path / "home"
+    first = run_cli("run", "--rows", "3000", home=home)
+    assert "Dagster run" in first.stderr and "succeeded" in first.stderr
+    assert "support-bot" in first.stderr
+    totals = json.loads(run_cli("sql", "SELECT count(*) AS n, count(DISTINCT request_id) AS d FROM raw.interactions",
+                                "-o", "json", home=home).stdout)[0]
+    assert 2900 < totals["n"] == totals["d"] <= 3000
+    run_cli("run", "--rows", "0", home=home)  # nothing new landed: nothing changes
+    again = json.loads(run_cli("sql", "SELECT count(*) AS n FROM raw.interactions", "-o", "json", home=home).stdout)
+    assert again[0]["n"] == totals["n"]
+    assert (home / "dagster" / "dagster.yaml").exists() and (home / "warehouse.duckdb").exists()
+
+
+def test_ingest_reports_bad_lines_with_file_line_and_reason(tmp_path):
+    path = write_lines(tmp_path / "in.jsonl", [interaction("ok"), b'{"kind": "interaction"'])
+    done = run_cli("ingest", str(path), home=tmp_path / "home")
+    assert f"{path}:2: invalid JSON" in done.stderr.replace("\n", "")
+    csv = run_cli("sql", "SELECT line_no, reason FROM raw.quarantine", "-o", "csv", home=tmp_path / "home").stdout
+    assert csv.splitlines()[1].startswith("2,invalid JSON")
+
+
+def test_errors_are_clear_and_exit_non_zero(tmp_path):
+    missing = run_cli("ingest", str(tmp_path / "nope.jsonl"), home=tmp_path / "h", check=False)
+    assert missing.returncode == 2 and "nope.jsonl: no such file or folder" in missing.stderr
+    no_warehouse = run_cli("sql", "SELECT 1", home=tmp_path / "empty", check=False)
+    assert no_warehouse.returncode == 2 and "no warehouse" in no_warehouse.stderr
+    path = write_lines(tmp_path / "in.jsonl", [interaction("ok")])
+    run_cli("ingest", str(path), home=tmp_path / "h")
+    bad_sql = run_cli("sql", "SELECT * FROM raw.nope", home=tmp_path / "h", check=False)
+    assert bad_sql.returncode == 2 and "Table with name nope does not exist" in bad_sql.stderr
+    read_only = run_cli("sql", "DELETE FROM raw.interactions", home=tmp_path / "h", check=False)
+    assert read_only.returncode == 2 and "read-only" in read_only.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _graphql(port: int, query: str) -> dict:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=json.dumps({"query": query}).encode(),
+                                     headers={"content-type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())["data"]
+
+
+@pytest.mark.slow
+def test_dagster_ui_serves_assets_sensor_and_schedule_on_localhost(tmp_path):
+    port = _free_port()
+    env = {**os.environ, "FLYWHEEL_HOME": str(tmp_path / "home")}
+    process = subprocess.Popen([*FLYWHEEL, "dagster", "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2):
+                    break
+            except OSError:
+                assert process.poll() is None, "flywheel dagster exited early"
+                assert time.monotonic() < deadline, "the Dagster UI did not come up"
+                time.sleep(1)
+        data = {}
+        while time.monotonic() < deadline:
+            data = _graphql(port, "{ repositoriesOrError { ... on RepositoryConnection { nodes { "
+                                  "assetNodes { assetKey { path } } sensors { name } schedules { name } } } } }")
+            if data.get("repositoriesOrError", {}).get("nodes"):
+                break
+            time.sleep(1)
+        repository = data["repositoriesOrError"]["nodes"][0]
+        assert {"/".join(n["assetKey"]["path"]) for n in repository["assetNodes"]} >= {"raw/interactions",
+                                                                                     "raw/quarantine"}
+        assert [s["name"] for s in repository["sensors"]] == ["landing_sensor"]
+        assert [s["name"] for s in repository["schedules"]] == ["daily_flywheel"]
+        with pytest.raises(OSError):  # bound to loopback only
+            external = socket.gethostbyname(socket.gethostname())
+            if external.startswith("127."):
+                raise OSError("no non-loopback address to test")
+            socket.create_connection((external, port), timeout=2)
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)

@@ -1,0 +1,61 @@
+"""The Dagster definitions load, and their asset keys change only on purpose."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import dagster as dg
+
+from flywheel.settings import REPO_ROOT
+
+EXPECTED_ASSET_KEYS = {
+    "landing/files",
+    "raw/interactions",
+    "raw/feedback",
+    "raw/quarantine",
+}
+
+
+def test_all_definitions_load():
+    from pipelines.definitions import defs
+
+    repository = defs.get_repository_def()
+    repository.load_all_definitions()
+    assert {j.name for j in repository.get_all_jobs()} >= {"ingest_job", "flywheel_job"}
+    assert {s.name for s in repository.sensor_defs} == {"landing_sensor"}
+    assert {s.name for s in repository.schedule_defs} == {"daily_flywheel"}
+
+
+def test_the_code_location_has_exactly_one_definitions_object_at_module_scope():
+    # `dagster dev -m pipelines.definitions` refuses a module with two.
+    import pipelines.definitions as module
+
+    assert [name for name, value in vars(module).items() if isinstance(value, dg.Definitions)] == ["defs"]
+
+
+def test_asset_keys_snapshot():
+    from pipelines.definitions import defs
+
+    keys = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
+    assert keys == EXPECTED_ASSET_KEYS
+
+
+def test_the_library_never_imports_dagster():
+    offenders = []
+    for path in (REPO_ROOT / "flywheel").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            offenders += [f"{path.relative_to(REPO_ROOT)}: {n}" for n in names if n.split(".")[0] == "dagster"]
+    assert offenders == []
+
+
+def test_dagster_yaml_keeps_telemetry_off_and_serialises_warehouse_writers():
+    import yaml
+
+    config = yaml.safe_load(Path(REPO_ROOT / "dagster.yaml").read_text())
+    assert config["telemetry"] == {"enabled": False}
+    limits = config["concurrency"]["runs"]["tag_concurrency_limits"]
+    assert {"key": "flywheel/warehouse", "value": "write", "limit": 1} in limits
+    assert dg.DagsterInstance  # the instance config is read by dagster itself in test_pipelines

@@ -1,0 +1,91 @@
+"""Crashes and concurrent writers: no row lost, none duplicated, no obscure failure."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from flywheel import warehouse
+from flywheel.simulate import simulate
+
+
+def _ingest_command(home: Path, *paths: Path, batch_lines: int = 2_000) -> list[str]:
+    return [sys.executable, "-m", "flywheel.cli", "ingest", *map(str, paths), "--home", str(home),
+            "--batch-lines", str(batch_lines)]
+
+
+def _totals(home: Path) -> tuple[int, int, int, int, int]:
+    with warehouse.session(home / "warehouse.duckdb", read_only=True) as con:
+        return con.execute("""
+            SELECT (SELECT count(*) FROM raw.interactions), (SELECT count(DISTINCT request_id) FROM raw.interactions),
+                   (SELECT count(*) FROM raw.feedback), (SELECT count(DISTINCT feedback_id) FROM raw.feedback),
+                   (SELECT count(*) FROM raw.quarantine)
+        """).fetchall()[0]
+
+
+@pytest.mark.slow
+def test_kill_9_at_random_points_then_rerun_loses_and_duplicates_nothing(tmp_path):
+    source = tmp_path / "traffic.jsonl"
+    counts = simulate(source, 120_000, seed=11, malformed_rate=0.01)
+    home = tmp_path / "home"
+    rng = random.Random(5)
+    kills = 0
+    for _ in range(6):
+        process = subprocess.Popen(_ingest_command(home, source), stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL, start_new_session=True)
+        time.sleep(rng.uniform(0.5, 3.0))  # start-up takes about a second; the whole file about eight
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            kills += 1
+        process.wait()
+    assert kills >= 3, "the file was ingested too fast to be interrupted; make it bigger"
+    finished = subprocess.run(_ingest_command(home, source), capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr
+    interactions, distinct_i, feedback, distinct_f, quarantined = _totals(home)
+    assert interactions == distinct_i == counts["interactions"]
+    assert feedback == distinct_f == counts["feedback"]
+    assert quarantined == counts["malformed"]
+    with warehouse.session(home / "warehouse.duckdb", read_only=True) as con:
+        ledger = con.execute("""SELECT status, lines_done, lines_ingested + lines_quarantined + lines_duplicate
+                                       + lines_blank FROM raw.ingest_ledger""").fetchall()
+    lines = sum(1 for _ in source.open("rb"))
+    assert ledger == [("done", lines, lines)]
+
+
+def test_two_writers_at_once_wait_for_each_other_instead_of_failing(tmp_path):
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    a = simulate(first, 15_000, seed=1, malformed_rate=0)
+    b = simulate(second, 15_000, seed=2, malformed_rate=0)
+    home = tmp_path / "home"
+    # Both processes also offer the other's file: whoever comes second finds it in the ledger.
+    processes = [subprocess.Popen(_ingest_command(home, first, second, batch_lines=5_000), stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True),
+                 subprocess.Popen(_ingest_command(home, second, first, batch_lines=5_000), stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)]
+    outputs = [p.communicate(timeout=300) for p in processes]
+    assert [p.returncode for p in processes] == [0, 0], outputs
+    assert any("in use by another process; waiting" in err for _, err in outputs)
+    interactions, distinct_i, feedback, distinct_f, _ = _totals(home)
+    assert interactions == distinct_i == a["interactions"] + b["interactions"]
+    assert feedback == distinct_f == a["feedback"] + b["feedback"]
+
+
+def test_a_writer_that_waits_too_long_gets_a_clear_error(tmp_path):
+    path = tmp_path / "w.duckdb"
+    holder = subprocess.Popen([sys.executable, "-c", f"import duckdb,time; c=duckdb.connect({str(path)!r}); "
+                                                     "print('locked', flush=True); time.sleep(30)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(warehouse.WarehouseBusyError, match="stayed locked by another process"):
+            warehouse.connect(path, lock_timeout_s=1.0)
+    finally:
+        holder.kill()
+        holder.wait()

@@ -1,0 +1,259 @@
+"""Ingestion into the raw layer: every line is ingested, quarantined with a reason, or counted as a duplicate."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+from pathlib import Path
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from flywheel.ingest import MappingError, ingest_file, load_mapping
+from flywheel.ingest.loader import DEFAULT_MAX_LINE_BYTES
+from flywheel.settings import SCHEMAS_DIR
+from tests.factories import feedback, interaction, write_lines
+
+
+def count(con, table: str, where: str = "true") -> int:
+    return con.execute(f"SELECT count(*) FROM raw.{table} WHERE {where}").fetchall()[0][0]
+
+
+def test_valid_events_land_in_raw_tables_with_their_day(con, tmp_path):
+    path = write_lines(tmp_path / "a.jsonl", [interaction("r1"), interaction("r2", timestamp="2026-11-21T23:59:00"),
+                                              feedback("r1")])
+    report = ingest_file(con, path)
+    assert (report.lines_read, report.lines_ingested, report.lines_quarantined) == (3, 3, 0)
+    assert report.reconciles
+    days = con.execute("SELECT request_id, event_date::VARCHAR FROM raw.interactions ORDER BY 1").fetchall()
+    assert days == [("r1", "2026-11-20"), ("r2", "2026-11-21")]
+    assert count(con, "feedback", "request_id = 'r1' AND thumb = 'up'") == 1
+    row = con.execute("SELECT messages->>'$[1].content', source_file, source_line FROM raw.interactions "
+                      "WHERE request_id = 'r2'").fetchall()[0]
+    assert row == ("Reset password?", str(path.resolve()), 2)
+
+
+def test_the_same_file_twice_adds_nothing(con, tmp_path):
+    path = write_lines(tmp_path / "a.jsonl", [interaction("r1"), interaction("r2")])
+    first = ingest_file(con, path)
+    second = ingest_file(con, path)
+    assert first.outcome == "ingested" and second.outcome == "already_ingested"
+    assert count(con, "interactions") == 2
+    assert count(con, "ingest_ledger") == 1
+
+
+def test_a_renamed_copy_is_recognised_by_content(con, tmp_path):
+    path = write_lines(tmp_path / "a.jsonl", [interaction("r1"), feedback("r1")])
+    ingest_file(con, path)
+    copy = tmp_path / "elsewhere" / "renamed.jsonl"
+    copy.parent.mkdir()
+    shutil.copy(path, copy)
+    report = ingest_file(con, copy)
+    assert report.outcome == "copy_of_ingested"
+    assert count(con, "interactions") == 1 and count(con, "feedback") == 1
+    assert count(con, "ingest_files", "outcome = 'copy_of_ingested'") == 1
+
+
+def test_overlapping_exports_count_repeated_request_ids_as_duplicates(con, tmp_path):
+    ingest_file(con, write_lines(tmp_path / "day1.jsonl", [interaction("r1"), interaction("r2")]))
+    report = ingest_file(con, write_lines(tmp_path / "day1-again.jsonl",
+                                          [interaction("r2"), interaction("r3"), interaction("r3")]))
+    assert (report.lines_ingested, report.lines_duplicate) == (1, 2)
+    assert report.reconciles
+    assert count(con, "interactions") == 3
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        (b'{"kind": "interaction", "request_id": ', "invalid JSON"),
+        (b"[1, 2, 3]", "expected a JSON object, got list"),
+        (orjson.dumps(interaction(latency_ms="fast")), "latency_ms: Input should be a valid number"),
+        (orjson.dumps(interaction(tokens_in=-3)), "tokens_in: Input should be greater than or equal to 0"),
+        (orjson.dumps({k: v for k, v in interaction().items() if k != "model"}), "model: Field required"),
+        (orjson.dumps(interaction(messages=[{"role": "robot", "content": "hi"}])), "messages.0.role"),
+        (orjson.dumps(interaction(messages=[])), "messages: List should have at least 1 item"),
+        (orjson.dumps(interaction(surprise=1)), "surprise: Extra inputs are not permitted"),
+        (orjson.dumps({k: v for k, v in interaction().items() if k != "kind"}), "missing field 'kind'"),
+        (orjson.dumps(interaction(response=None)), "status 'ok' needs a response"),
+        (orjson.dumps(feedback(thumb=None)), "feedback_type 'thumbs' needs field 'thumb'"),
+        (orjson.dumps(interaction()).replace(b"support-bot", b"support-\xff\xfebot"), "not valid UTF-8 at byte"),
+    ],
+)
+def test_bad_lines_are_quarantined_with_file_line_and_reason(con, tmp_path, line, reason):
+    path = write_lines(tmp_path / "mixed.jsonl", [interaction("good-1"), line, interaction("good-2")])
+    report = ingest_file(con, path)
+    assert (report.lines_ingested, report.lines_quarantined) == (2, 1)
+    assert report.reconciles
+    rows = con.execute("SELECT source_file, line_no, reason, raw_text, raw_bytes FROM raw.quarantine").fetchall()
+    assert len(rows) == 1
+    source_file, line_no, stored_reason, raw_text, raw_bytes = rows[0]
+    assert (source_file, line_no) == (str(path.resolve()), 2)
+    assert reason in stored_reason
+    assert (raw_bytes or raw_text.encode()) == line  # nothing lost: the exact line is kept
+    assert report.quarantine_examples[0].startswith(f"{path.resolve()}:2: ")
+
+
+def test_oversized_lines_are_quarantined_whole(con, tmp_path):
+    huge = orjson.dumps(interaction(metadata={"blob": "x" * (DEFAULT_MAX_LINE_BYTES + 10)}))
+    report = ingest_file(con, write_lines(tmp_path / "big.jsonl", [huge, interaction("ok")]))
+    assert (report.lines_ingested, report.lines_quarantined) == (1, 1)
+    reason, size = con.execute("SELECT reason, length(raw_text) FROM raw.quarantine").fetchall()[0]
+    assert "over the limit" in reason and size == len(huge)
+
+
+def test_blank_lines_are_counted_not_quarantined(con, tmp_path):
+    report = ingest_file(con, write_lines(tmp_path / "b.jsonl", [interaction("r1"), b"", b"   ", interaction("r2")]))
+    assert (report.lines_read, report.lines_ingested, report.lines_blank, report.lines_quarantined) == (4, 2, 2, 0)
+    assert report.reconciles
+
+
+def test_feedback_may_arrive_before_its_interaction(con, tmp_path):
+    ingest_file(con, write_lines(tmp_path / "1-feedback.jsonl", [feedback("late", thumb="down")]))
+    assert count(con, "interactions") == 0 and count(con, "feedback") == 1
+    ingest_file(con, write_lines(tmp_path / "2-interactions.jsonl", [interaction("late")]))
+    joined = con.execute("""SELECT f.thumb FROM raw.feedback f JOIN raw.interactions i USING (request_id)""").fetchall()
+    assert joined == [("down",)]
+
+
+def test_feedback_without_an_id_gets_a_stable_one(con, tmp_path):
+    ingest_file(con, write_lines(tmp_path / "f1.jsonl", [feedback("r1")]))
+    later = feedback("r1", timestamp="2026-11-20T11:00Z")
+    ingest_file(con, write_lines(tmp_path / "f2.jsonl", [feedback("r1"), later]))
+    assert count(con, "feedback") == 2
+
+
+def test_gzip_and_parquet_inputs(con, tmp_path):
+    gz = tmp_path / "a.jsonl.gz"
+    with gzip.open(gz, "wb") as handle:
+        handle.write(orjson.dumps(interaction("gz-1")) + b"\n" + orjson.dumps(feedback("gz-1")) + b"\n")
+    events = [interaction("pq-1"), interaction("pq-2", tags=["x"]), interaction("pq-bad", latency_ms=-1.0)]
+    # Columnar exports usually hold nested parts as JSON text.
+    rows = [{**e, "messages": orjson.dumps(e["messages"]).decode(), "response": orjson.dumps(e["response"]).decode()}
+            for e in events]
+    parquet = tmp_path / "b.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), parquet)
+    assert ingest_file(con, gz).lines_ingested == 2
+    report = ingest_file(con, parquet)
+    assert (report.format, report.lines_ingested, report.lines_quarantined) == ("native", 2, 1)
+    assert con.execute("SELECT line_no FROM raw.quarantine").fetchall() == [(3,)]
+    assert count(con, "interactions", "request_id LIKE 'pq-%'") == 2
+
+
+def test_openai_request_response_pairs(con, tmp_path):
+    pair = {
+        "app_id": "checkout",
+        "latency_ms": 733,
+        "request": {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "temperature": 0.3,
+                    "tools": [{"type": "function", "function": {"name": "lookup", "parameters": {}}}]},
+        "response": {"id": "chatcmpl-123", "object": "chat.completion", "created": 1763600000,
+                     "model": "gpt-4o-2024-08-06",
+                     "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+                         "role": "assistant", "content": None,
+                         "tool_calls": [{"id": "call_1", "type": "function",
+                                         "function": {"name": "lookup", "arguments": "{\"q\": 1}"}}]}}],
+                     "usage": {"prompt_tokens": 30, "completion_tokens": 9, "total_tokens": 39}},
+    }
+    failed = {"request": {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]},
+              "response": None, "error": "RateLimitError: 429", "timestamp": "2026-11-20T00:00:00Z"}
+    report = ingest_file(con, write_lines(tmp_path / "proxy.jsonl", [pair, failed]))
+    assert report.format == "openai" and report.lines_ingested == 2
+    row = con.execute("""SELECT request_id, model, tokens_in, tokens_out, params->>'$.temperature',
+                                response->>'$.tool_calls[0].function.name', app_id, status
+                         FROM raw.interactions ORDER BY status DESC""").fetchall()
+    assert row[1][1:] == ("gpt-4o", None, None, None, None, "default", "error")
+    assert row[0] == ("chatcmpl-123", "gpt-4o-2024-08-06", 30, 9, "0.3", "lookup", "checkout", "ok")
+    # the failed call has no id of its own: a content hash keeps it idempotent
+    assert ingest_file(con, write_lines(tmp_path / "again.jsonl", [failed])).lines_duplicate == 1
+
+
+def test_a_mapping_beside_files_in_a_landing_folder_applies_to_them(con, tmp_path):
+    folder = tmp_path / "landing" / "vendor"
+    (folder).mkdir(parents=True)
+    (folder / "_mapping.yaml").write_text("""
+name: vendor
+events:
+  - kind: interaction
+    fields:
+      request_id: id
+      timestamp: created
+      app_id: {const: vendor-app}
+      model: {path: engine, default: unknown-model}
+      messages: "[{role: 'user', content: question}]"
+      response: "{content: answer}"
+  - kind: feedback
+    when: "stars != null"
+    fields:
+      request_id: id
+      timestamp: created
+      feedback_type: {const: rating}
+      source: {const: user}
+      rating: stars
+      rating_scale: {const: 5}
+""")
+    path = write_lines(folder / "export.jsonl", [
+        {"id": "v1", "created": "2026-11-20T01:00:00Z", "question": "2+2?", "answer": "4", "stars": 5},
+        {"id": "v2", "created": "2026-11-20T02:00:00Z", "question": "3+3?", "answer": "6", "engine": "gpt-4o"},
+        {"id": "v3", "created": "2026-11-20T03:00:00Z", "question": "1+1?", "answer": "2", "stars": 9},
+    ])
+    report = ingest_file(con, path)
+    assert report.format == "mapping:vendor"
+    assert (report.lines_ingested, report.lines_quarantined) == (2, 1)
+    assert "rating 9.0 is outside 0..5.0" in con.execute("SELECT reason FROM raw.quarantine").fetchall()[0][0]
+    assert con.execute("SELECT model FROM raw.interactions ORDER BY request_id").fetchall() == [
+        ("unknown-model",), ("gpt-4o",)]
+    assert count(con, "feedback", "rating = 5") == 1
+
+
+def test_a_broken_mapping_names_the_file_and_field(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("events:\n  - kind: interaction\n    fields:\n      modle: model\n")
+    with pytest.raises(MappingError, match=r"bad.yaml: events\[0\].fields.modle: not a field"):
+        load_mapping(bad)
+    bad.write_text("events:\n  - kind: interaction\n    fields:\n      model: 'foo[?'\n")
+    with pytest.raises(MappingError, match="invalid JMESPath expression"):
+        load_mapping(bad)
+
+
+def test_the_shared_zeroeval_sample_comes_in_through_its_mapping(con, zeroeval_path):
+    mapping = load_mapping(SCHEMAS_DIR / "mappings" / "zeroeval.yaml")
+    report = ingest_file(con, zeroeval_path, mapping=mapping)
+    assert (report.lines_read, report.lines_ingested, report.lines_quarantined) == (14_509, 14_509, 0)
+    assert count(con, "interactions") == 14_509
+    models = con.execute("SELECT count(DISTINCT model), count(DISTINCT metadata->>'$.prompt_id') "
+                         "FROM raw.interactions").fetchall()[0]
+    assert models == (11, 1_319)
+    # The grader's verdicts become task_success feedback, one per answer, joined back by request_id.
+    accuracy = dict(con.execute("""
+        SELECT i.model, avg(f.success::INT) FROM raw.feedback f JOIN raw.interactions i USING (request_id)
+        GROUP BY 1""").fetchall())
+    assert count(con, "feedback", "feedback_type = 'task_success'") == 14_509
+    expected: dict[str, list[bool]] = {}
+    with gzip.open(zeroeval_path) as handle:
+        for line in handle:
+            record = orjson.loads(line)
+            expected.setdefault(record["model"], []).append(record["outcome"]["correct"])
+    assert accuracy == pytest.approx({m: sum(v) / len(v) for m, v in expected.items()})
+
+
+def test_files_are_discovered_oldest_first_and_hidden_files_skipped(tmp_path):
+    import os
+
+    from flywheel.ingest import discover
+
+    old = write_lines(tmp_path / "z-old.jsonl", [interaction()])
+    new = write_lines(tmp_path / "a-new.jsonl.gz", [interaction()])
+    os.utime(old, (1, 1))
+    write_lines(tmp_path / ".half-written.jsonl.part", [interaction()])
+    write_lines(tmp_path / "_mapping.yaml", [])
+    assert discover([tmp_path]) == [old, new]
+    with pytest.raises(FileNotFoundError, match=r"no-such\.jsonl"):
+        discover([tmp_path / "no-such.jsonl"])
+
+
+def test_paths_keep_being_ingested_after_an_error_in_another(con, tmp_path: Path):
+    # A file whose every line is bad is still "ingested": its lines sit in quarantine.
+    report = ingest_file(con, write_lines(tmp_path / "all-bad.jsonl", [b"{", b"}"]))
+    assert (report.lines_quarantined, report.reconciles) == (2, True)
