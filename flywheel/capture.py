@@ -31,7 +31,7 @@ from typing import Any
 
 import orjson
 
-from flywheel.contracts import FeedbackEvent
+from flywheel.contracts import FeedbackEvent, validate
 from flywheel.pricing import default_price_table, estimate_tokens
 
 log = logging.getLogger("flywheel.capture")
@@ -61,9 +61,11 @@ class EventSink:
 
     def feedback(self, request_id: str, **fields: Any) -> None:
         """Record feedback on a captured call; validated now, so that a mistake shows at the call site."""
-        fields.setdefault("timestamp", datetime.now(UTC))
-        event = FeedbackEvent(request_id=request_id, **fields)
-        self.emit(event.model_dump(mode="json", exclude_none=True))
+        fields.setdefault("timestamp", datetime.now(UTC).isoformat())
+        event = {"kind": "feedback", "request_id": request_id, **fields}
+        if not isinstance(validate(event), FeedbackEvent):
+            raise TypeError("feedback() records feedback events only")
+        self.emit(event)
 
     def flush(self, timeout: float = 10.0) -> None:
         """Publish what has been captured so far (tests and short scripts call this)."""

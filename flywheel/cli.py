@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from flywheel import reports, warehouse
+from flywheel.ingest.loader import DEFAULT_BATCH_LINES
 from flywheel.settings import Home
 
 app = typer.Typer(
@@ -78,7 +79,7 @@ def ingest(
     paths: Annotated[list[Path] | None, typer.Argument(help="Files or folders (default: the landing folder).")] = None,
     mapping: Annotated[Path | None, typer.Option(help="YAML field mapping for a foreign export.")] = None,
     format: Annotated[str, typer.Option(help="auto, native or openai (ignored with --mapping).")] = "auto",
-    batch_lines: Annotated[int, typer.Option(help="Lines per committed batch.")] = 50_000,
+    batch_lines: Annotated[int, typer.Option(help="Lines per committed batch.")] = DEFAULT_BATCH_LINES,
     home: HomeOption = None,
 ) -> None:
     """Ingest files into the raw layer, exactly once; bad lines go to raw.quarantine with the reason."""

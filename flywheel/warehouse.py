@@ -67,8 +67,10 @@ def session(path: Path, **kwargs) -> Iterator[duckdb.DuckDBPyConnection]:
 RAW_DDL = """
 CREATE SCHEMA IF NOT EXISTS raw;
 
--- One row per interaction event, as logged (nested parts as JSON). Physically split by event_date:
--- the daily partition that every later layer works in.
+-- One row per interaction event, as logged, with its nested parts as DuckDB types (columnar, compressed
+-- like any other column). A message's `content` is its text; content given as a list of parts (images,
+-- audio) is kept as the JSON text of that list. event_date (UTC) is the daily partition every later
+-- layer works in.
 CREATE TABLE IF NOT EXISTS raw.interactions (
     request_id      VARCHAR NOT NULL,
     event_date      DATE NOT NULL,
@@ -76,9 +78,10 @@ CREATE TABLE IF NOT EXISTS raw.interactions (
     app_id          VARCHAR NOT NULL,
     model           VARCHAR NOT NULL,
     provider        VARCHAR,
-    messages        JSON NOT NULL,
+    messages        STRUCT(role VARCHAR, content VARCHAR, "name" VARCHAR, tool_call_id VARCHAR, tool_calls JSON)[]
+                    NOT NULL,
+    response        STRUCT(role VARCHAR, content VARCHAR, tool_calls JSON, refusal VARCHAR, finish_reason VARCHAR),
     tools           JSON,
-    response        JSON,
     params          JSON,
     latency_ms      DOUBLE,
     tokens_in       BIGINT,

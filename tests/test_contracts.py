@@ -6,9 +6,7 @@ import json
 from datetime import UTC, datetime
 
 import pytest
-from pydantic import ValidationError
-
-from flywheel.contracts import FeedbackEvent, InteractionEvent, json_schemas
+from flywheel.contracts import ValidationError, json_schemas, validate
 from flywheel.pricing import PriceTable, estimate_tokens
 from flywheel.settings import SCHEMAS_DIR
 from tests.factories import feedback, interaction
@@ -21,7 +19,7 @@ def test_published_json_schemas_are_generated_from_the_models():
 
 
 def test_an_interaction_carries_tool_calls_and_tool_messages():
-    event = InteractionEvent.model_validate(interaction(
+    event = validate(interaction(
         messages=[{"role": "user", "content": "weather?"},
                   {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function",
                                                         "function": {"name": "weather", "arguments": "{}"}}]},
@@ -33,16 +31,16 @@ def test_an_interaction_carries_tool_calls_and_tool_messages():
 
 def test_a_tool_message_must_answer_a_call():
     with pytest.raises(ValidationError, match="tool_call_id"):
-        InteractionEvent.model_validate(interaction(messages=[{"role": "tool", "content": "x"}]))
+        validate(interaction(messages=[{"role": "tool", "content": "x"}]))
 
 
 def test_naive_timestamps_are_utc():
-    event = InteractionEvent.model_validate(interaction(timestamp="2026-11-20T10:00:00"))
+    event = validate(interaction(timestamp="2026-11-20T10:00:00"))
     assert event.timestamp == datetime(2026, 11, 20, 10, tzinfo=UTC)
 
 
 def test_a_failed_call_needs_no_response():
-    event = InteractionEvent.model_validate(interaction(status="error", error="timeout", response=None))
+    event = validate(interaction(status="error", error="timeout", response=None))
     assert event.response is None
 
 
@@ -51,17 +49,18 @@ def test_a_failed_call_needs_no_response():
     ({"feedback_type": "rating", "rating": 7, "rating_scale": 5}, "outside 0..5"),
     ({"feedback_type": "task_success"}, "needs field 'success'"),
     ({"feedback_type": "like"}, "feedback_type"),
+    ({"thumb": "sideways"}, "thumb"),
 ])
 def test_feedback_values_match_their_type(changes, message):
     with pytest.raises(ValidationError, match=message):
-        FeedbackEvent.model_validate(feedback(**changes))
+        validate(feedback(**changes))
 
 
 def test_feedback_ids_are_stable_and_explicit_ids_win():
-    one = FeedbackEvent.model_validate(feedback())
-    assert one.stable_id == FeedbackEvent.model_validate(feedback()).stable_id
-    assert one.stable_id != FeedbackEvent.model_validate(feedback(source="annotator")).stable_id
-    assert FeedbackEvent.model_validate(feedback(feedback_id="mine")).stable_id == "mine"
+    one = validate(feedback())
+    assert one.stable_id == validate(feedback()).stable_id
+    assert one.stable_id != validate(feedback(source="annotator")).stable_id
+    assert validate(feedback(feedback_id="mine")).stable_id == "mine"
 
 
 def test_price_table_fills_cost_for_snapshots_and_router_prefixes():

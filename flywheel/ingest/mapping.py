@@ -17,7 +17,7 @@ import jmespath
 import yaml
 from jmespath.exceptions import JMESPathError
 
-from flywheel.contracts import CONTRACTS
+from flywheel.contracts import CONTRACTS, field_names
 
 _MISSING = object()
 
@@ -102,7 +102,7 @@ def load_mapping(path: Path) -> FieldMapping:
         kind = event.get("kind") if isinstance(event, dict) else None
         if kind not in CONTRACTS:
             raise MappingError(f"{where}: 'kind' must be one of {sorted(CONTRACTS)}, got {kind!r}")
-        known = set(CONTRACTS[kind].model_fields)
+        known = field_names(kind)
         fields = []
         for name, spec in (event.get("fields") or {}).items():
             if name not in known:
