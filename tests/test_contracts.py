@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+
 from flywheel.contracts import ValidationError, json_schemas, validate
 from flywheel.pricing import PriceTable, estimate_tokens
 from flywheel.settings import SCHEMAS_DIR

@@ -185,7 +185,8 @@ class _Batch:
             con.execute("""
                 CREATE OR REPLACE TEMP TABLE batch_fresh AS
                 SELECT min(b.line_no) AS line_no, b.kind FROM batch_events b
-                WHERE NOT EXISTS (SELECT 1 FROM raw.interactions r WHERE b.kind = 'interaction' AND r.request_id = b.key)
+                WHERE NOT EXISTS (SELECT 1 FROM raw.interactions r
+                                  WHERE b.kind = 'interaction' AND r.request_id = b.key)
                   AND NOT EXISTS (SELECT 1 FROM raw.feedback r WHERE b.kind = 'feedback' AND r.feedback_id = b.key)
                 GROUP BY b.kind, b.key
             """)
