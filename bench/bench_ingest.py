@@ -38,12 +38,13 @@ def _child(kind: str, source: str, workdir: str) -> None:
         from flywheel.ingest import ingest_file
 
         with warehouse.session(Path(workdir) / "warehouse.duckdb") as con:
-            report = ingest_file(con, Path(source))
+            report = ingest_file(con, Path(source), workers="auto")
             assert report.reconciles, report
             rows = report.lines_read
     seconds = time.perf_counter() - started
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"rows": rows, "seconds": seconds, "peak_rss_mb": peak_mb}))
+    worker_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the largest worker process
+    print(json.dumps({"rows": rows, "seconds": seconds, "peak_rss_mb": peak_mb, "worker_rss_mb": worker_mb}))
 
 
 def _measure(kind: str, source: Path, workdir: Path) -> dict:
@@ -81,11 +82,15 @@ def main() -> None:
             results[kind] = figures = _measure(kind, source, workdir)
             figures["lines_per_s"] = lines / figures["seconds"]
             figures["mb_per_s"] = size_mb / figures["seconds"]
+            # Worst case at one moment: the main process plus two workers each at their own peak.
+            figures["total_rss_mb"] = figures["peak_rss_mb"] + 2 * figures["worker_rss_mb"]
             print(f"{kind:9s} {figures['seconds']:7.2f} s  {figures['lines_per_s']:>10,.0f} lines/s  "
-                  f"{figures['mb_per_s']:6.1f} MB/s  peak RSS {figures['peak_rss_mb']:,.0f} MB")
+                  f"{figures['mb_per_s']:6.1f} MB/s  peak RSS {figures['peak_rss_mb']:,.0f} MB"
+                  f" (+ workers {figures['worker_rss_mb']:,.0f} MB each)")
         ratio = results["flywheel"]["lines_per_s"] / results["baseline"]["lines_per_s"]
         print(f"ratio flywheel/baseline throughput: {ratio:.2f} (target >= 0.50); "
-              f"flywheel peak RSS {results['flywheel']['peak_rss_mb']:,.0f} MB (target < 2048)")
+              f"flywheel peak RSS, main + 2 workers at their peaks: {results['flywheel']['total_rss_mb']:,.0f} MB "
+              "(target < 2048)")
 
 
 if __name__ == "__main__":

@@ -80,12 +80,15 @@ def ingest(
     mapping: Annotated[Path | None, typer.Option(help="YAML field mapping for a foreign export.")] = None,
     format: Annotated[str, typer.Option(help="auto, native or openai (ignored with --mapping).")] = "auto",
     batch_lines: Annotated[int, typer.Option(help="Lines per committed batch.")] = DEFAULT_BATCH_LINES,
+    workers: Annotated[str, typer.Option(help="Validating processes: a number, or auto (2 for files > 64 MiB).")]
+    = "auto",
     home: HomeOption = None,
 ) -> None:
     """Ingest files into the raw layer, exactly once; bad lines go to raw.quarantine with the reason."""
     from flywheel.ingest import MappingError, discover, ingest_file, load_mapping
     from flywheel.ingest.sources import read_lines
 
+    workers = workers if workers == "auto" else int(workers)
     where = Home.from_env(home).ensure()
     try:
         chosen = load_mapping(mapping) if mapping else None
@@ -103,7 +106,7 @@ def ingest(
             task = bar.add_task(f"ingesting {path.name}", total=total)
             try:
                 done.append(ingest_file(con, path, mapping=chosen, format_name=format, batch_lines=batch_lines,
-                                        progress=lambda n, t=task: bar.advance(t, n)))
+                                        progress=lambda n, t=task: bar.advance(t, n), workers=workers))
             except MappingError as error:
                 console.print(f"[red]error:[/] {error}")
                 raise typer.Exit(2) from error

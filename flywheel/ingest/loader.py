@@ -1,40 +1,45 @@
 """Exactly-once, resumable loading of input files into the raw layer.
 
-A file is known by the hash of its content. Its lines are validated and written in batches; each batch
-commits its rows, its quarantined lines and the ledger's progress in one DuckDB transaction, so a crash
-at any point leaves either the whole batch or none of it, and the next run resumes after the last
-committed line. Rows are keyed by `request_id` (interactions) and `feedback_id` (feedback): a renamed
-copy, a re-run or an overlapping export adds nothing twice.
+A file is known by the hash of its content. Its lines are cut into blocks; blocks are validated in parallel
+(worker processes for large files, see `validate.py`) and committed strictly in order, each in one DuckDB
+transaction with its rows, its quarantined lines and the ledger's progress. A crash at any point leaves
+either a whole block or none of it, and the next run resumes after the last committed line. Rows are keyed
+by `request_id` (interactions) and `feedback_id` (feedback): a renamed copy, a re-run or an overlapping
+export adds nothing twice.
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import shutil
+import tempfile
 import time
-from array import array
-from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
-import msgspec
 import orjson
 import pyarrow as pa
 
-from flywheel.contracts import EVENT_DECODER, Event, InteractionEvent, ValidationError, validate
-from flywheel.ingest.formats import Adapter, adapter_for, looks_like_openai_pair
+from flywheel.ingest.formats import looks_like_openai_pair
 from flywheel.ingest.mapping import FieldMapping, load_mapping
-from flywheel.ingest.sources import SourceLine, container_of, content_hash, read_lines
+from flywheel.ingest.sources import container_of, content_hash, read_lines
+from flywheel.ingest.validate import Block, BlockResult, BlockSpec, LineError, parse_line, validate_block
 from flywheel.warehouse import ensure_raw_layer
 
-DEFAULT_BATCH_LINES = 100_000
+# Big enough that DuckDB writes each block's rows straight to row groups; small enough to bound memory.
+DEFAULT_BATCH_LINES = 250_000
 DEFAULT_MAX_LINE_BYTES = 1 << 20
 MAPPING_FILE_NAME = "_mapping.yaml"
+# Smaller files are validated in-process: starting worker processes would cost more than it saves.
+PARALLEL_MIN_BYTES = 64 << 20
 
-
-class LineError(ValueError):
-    """Why one line cannot be ingested."""
+__all__ = ["FileReport", "LineError", "ingest_file", "ingest_paths", "parse_line"]
 
 
 @dataclass
@@ -60,51 +65,6 @@ class FileReport:
         return accounted == self.lines_read
 
 
-Parsed = list[tuple[Event, bytes]]  # each event with the JSON it is stored from
-
-
-def _decode_native(raw: bytes) -> Parsed:
-    # The fast path: one pass of msgspec over the bytes validates the whole line; the line itself is stored.
-    return [(EVENT_DECODER.decode(raw), raw)]
-
-
-def parse_line(raw: bytes, adapter: Adapter | None, max_line_bytes: int) -> Parsed:
-    """Validate one line against the contract (adapter None: native JSON); raise LineError naming the reason."""
-    if len(raw) > max_line_bytes:
-        raise LineError(f"line is {len(raw):,} bytes, over the limit of {max_line_bytes:,}")
-    try:
-        if adapter is None:
-            return _decode_native(raw)
-        record = orjson.loads(raw)
-        if not isinstance(record, dict):
-            raise LineError(f"expected a JSON object, got {type(record).__name__}")
-        try:
-            events = adapter(record)
-        except (ValueError, TypeError, KeyError) as error:
-            raise LineError(f"cannot map record: {error}") from error
-        if not events:
-            raise LineError("the mapping produced no event from this record")
-        return [(validate(event), orjson.dumps(event)) for event in events]
-    except UnicodeDecodeError as error:
-        raise LineError(f"not valid UTF-8 at byte {error.start}") from error
-    except ValidationError as error:
-        raise LineError(f"contract: {error}") from error
-    except (msgspec.DecodeError, orjson.JSONDecodeError) as error:
-        raise LineError(f"invalid JSON: {error}") from error
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
-
-BATCH_SCHEMA = pa.schema([
-    ("line_no", pa.int64()), ("kind", pa.string()), ("payload", pa.string()),
-    ("ts", pa.timestamp("us", tz="UTC")), ("key", pa.string()),
-])
-QUARANTINE_SCHEMA = pa.schema([
-    ("source_file", pa.string()), ("file_hash", pa.string()), ("line_no", pa.int64()), ("reason", pa.string()),
-    ("raw_text", pa.string()), ("raw_bytes", pa.binary()), ("quarantined_at", pa.timestamp("us", tz="UTC")),
-])
-
 # DuckDB turns the validated JSON into typed columns, in parallel and with no Python object per field.
 _INTERACTION_SHAPE = orjson.dumps({
     "request_id": "VARCHAR", "app_id": "VARCHAR", "model": "VARCHAR", "provider": "VARCHAR",
@@ -123,115 +83,108 @@ _FEEDBACK_SHAPE = orjson.dumps({
 }).decode()
 
 
-class _Batch:
-    """Validated lines and quarantined lines accumulated between two commits."""
+def _columns(shape: str) -> str:
+    # read_json's explicit column types: our three fields first, then the contract's.
+    columns = {"_line": "BIGINT", "_ts": "BIGINT", "_key": "VARCHAR", **_duckdb_types(orjson.loads(shape))}
+    return "{" + ", ".join(f"'{name}': '{kind}'" for name, kind in columns.items()) + "}"
 
-    def __init__(self, source_file: str, file_hash: str) -> None:
-        self.source_file, self.file_hash = source_file, file_hash
-        self.now = datetime.now(UTC)
-        self.line_nos: list[int] = []
-        self.kinds: list[str] = []
-        self.payloads = bytearray()  # all payloads back to back; Arrow takes them without a copy per line
-        self.offsets = array("i", [0])  # int32 offsets: a batch stays far below 2 GiB
-        self.ts: list[int] = []
-        self.keys: list[str] = []  # request_id of an interaction, feedback_id of a feedback event
-        self.quarantine: list[tuple] = []
-        self.valid_lines = 0
-        self.blank_lines = 0
 
-    def add(self, line_no: int, parsed: Parsed) -> None:
-        self.valid_lines += 1
-        for event, payload in parsed:
-            self.line_nos.append(line_no)
-            self.payloads += payload
-            self.offsets.append(len(self.payloads))
-            self.ts.append((event.timestamp - _EPOCH) // _MICROSECOND)
-            if isinstance(event, InteractionEvent):
-                self.kinds.append("interaction")
-                self.keys.append(event.request_id)
-            else:
-                self.kinds.append("feedback")
-                self.keys.append(event.stable_id)
+def _duckdb_types(shape: object) -> dict[str, str]:
+    def render(value: object) -> str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, list):
+            return render(value[0]) + "[]"
+        return "STRUCT(" + ", ".join(f'"{k}" {render(v)}' for k, v in value.items()) + ")"  # type: ignore[union-attr]
+    return {name: render(kind) for name, kind in shape.items()}  # type: ignore[union-attr]
 
-    def reject(self, line: SourceLine, reason: str) -> None:
+
+_INTERACTION_COLUMNS = _columns(_INTERACTION_SHAPE)
+_FEEDBACK_COLUMNS = _columns(_FEEDBACK_SHAPE)
+QUARANTINE_SCHEMA = pa.schema([
+    ("source_file", pa.string()), ("file_hash", pa.string()), ("line_no", pa.int64()), ("reason", pa.string()),
+    ("raw_text", pa.string()), ("raw_bytes", pa.binary()), ("quarantined_at", pa.timestamp("us", tz="UTC")),
+])
+KEYS_SCHEMA = pa.schema([("line_no", pa.int64()), ("kind", pa.string()), ("key", pa.string())])
+
+
+def _quarantine_table(result: BlockResult, source_file: str, file_hash: str, now: datetime) -> pa.Table:
+    rows = []
+    for line_no, reason, raw in result.quarantine:
         try:
-            text, raw_bytes = line.raw.decode("utf-8"), None
+            text, exact = raw.decode("utf-8"), None
         except UnicodeDecodeError:  # keep the exact bytes when text cannot hold them
-            text, raw_bytes = line.raw.decode("utf-8", errors="replace"), line.raw
-        self.quarantine.append((self.source_file, self.file_hash, line.line_no, reason, text, raw_bytes, self.now))
+            text, exact = raw.decode("utf-8", errors="replace"), raw
+        rows.append((source_file, file_hash, line_no, reason, text, exact, now))
+    columns = list(zip(*rows, strict=True)) if rows else [[] for _ in QUARANTINE_SCHEMA]
+    return pa.Table.from_arrays([pa.array(c, type=f.type) for c, f in zip(columns, QUARANTINE_SCHEMA, strict=True)],
+                                schema=QUARANTINE_SCHEMA)
 
-    def _events(self) -> pa.Table:
-        return pa.Table.from_arrays([
-            pa.array(self.line_nos, pa.int64()), pa.array(self.kinds, pa.string()),
-            pa.Array.from_buffers(pa.string(), len(self.line_nos),
-                                  [None, pa.py_buffer(self.offsets), pa.py_buffer(self.payloads)]),
-            pa.array(self.ts, pa.int64()).cast(pa.timestamp("us", tz="UTC")),
-            pa.array(self.keys, pa.string()),
-        ], schema=BATCH_SCHEMA)
 
-    def _quarantined(self) -> pa.Table:
-        columns = list(zip(*self.quarantine, strict=True)) if self.quarantine else [[] for _ in QUARANTINE_SCHEMA]
-        return pa.Table.from_arrays([pa.array(c, type=f.type) for c, f in zip(columns, QUARANTINE_SCHEMA, strict=True)],
-                                    schema=QUARANTINE_SCHEMA)
-
-    def commit(self, con: duckdb.DuckDBPyConnection, lines_done: int, finished: bool) -> tuple[int, int]:
-        """Write the batch and the ledger's progress atomically; return (lines ingested, events ingested)."""
-        con.register("batch_events", self._events())
-        con.register("batch_quarantine", self._quarantined())
-        source = [self.source_file, self.file_hash, self.now]
-        con.execute("BEGIN TRANSACTION")
-        try:
-            # Which events are new: keyed on the ids alone, so the wide rows are parsed and written once.
-            con.execute("""
-                CREATE OR REPLACE TEMP TABLE batch_fresh AS
-                SELECT min(b.line_no) AS line_no, b.kind FROM batch_events b
-                WHERE NOT EXISTS (SELECT 1 FROM raw.interactions r
-                                  WHERE b.kind = 'interaction' AND r.request_id = b.key)
-                  AND NOT EXISTS (SELECT 1 FROM raw.feedback r WHERE b.kind = 'feedback' AND r.feedback_id = b.key)
-                GROUP BY b.kind, b.key
-            """)
+def _commit_block(con: duckdb.DuckDBPyConnection, result: BlockResult, source_file: str, file_hash: str,
+                  finished: bool) -> None:
+    """Write one validated block and the ledger's progress atomically."""
+    now = datetime.now(UTC)
+    keys = result.keys
+    con.register("block_keys", pa.Table.from_pylist(
+        [{"line_no": k[0], "kind": k[1], "key": k[2]} for k in keys], schema=KEYS_SCHEMA))
+    con.register("block_quarantine", _quarantine_table(result, source_file, file_hash, now))
+    params = [source_file, file_hash, now]
+    con.execute("BEGIN TRANSACTION")
+    try:
+        # Which events are new: decided on the keys alone, so that the wide rows are read and written once.
+        con.execute("""
+            CREATE OR REPLACE TEMP TABLE block_fresh AS
+            SELECT min(b.line_no) AS line_no, b.kind FROM block_keys b
+            WHERE NOT EXISTS (SELECT 1 FROM raw.interactions r
+                              WHERE b.kind = 'interaction' AND r.request_id = b.key)
+              AND NOT EXISTS (SELECT 1 FROM raw.feedback r WHERE b.kind = 'feedback' AND r.feedback_id = b.key)
+            GROUP BY b.kind, b.key
+        """)
+        if result.interactions_path:
             con.execute(f"""
                 INSERT INTO raw.interactions
-                SELECT j.request_id, (b.ts AT TIME ZONE 'UTC')::DATE, b.ts, j.app_id, j.model, j.provider,
-                       j.messages, j.response, j.tools, j.params, j.latency_ms, j.tokens_in, j.tokens_out,
-                       j.cost_usd, coalesce(j.status, 'ok'), j.error, j.user_hash, j.session_hash,
-                       coalesce(j.tags, []), coalesce(j.metadata, '{{}}'), $1, b.line_no, $2, $3
-                FROM (SELECT *, json_transform(payload, '{_INTERACTION_SHAPE}') AS j FROM batch_events
-                      WHERE kind = 'interaction' AND line_no IN (SELECT line_no FROM batch_fresh
-                                                                 WHERE kind = 'interaction')) b
-            """, source)
+                SELECT request_id, make_timestamp(_ts)::DATE, timezone('UTC', make_timestamp(_ts)), app_id, model,
+                       provider, messages, response, tools, params, latency_ms, tokens_in, tokens_out, cost_usd,
+                       coalesce(status, 'ok'), error, user_hash, session_hash, coalesce(tags, []),
+                       coalesce(metadata, '{{}}'), $1, _line, $2, $3
+                FROM read_json('{result.interactions_path}', format = 'newline_delimited',
+                               columns = {_INTERACTION_COLUMNS})
+                WHERE _line IN (SELECT line_no FROM block_fresh WHERE kind = 'interaction')
+            """, params)
+        if result.feedback_path:
             con.execute(f"""
                 INSERT INTO raw.feedback
-                SELECT b.key, j.request_id, (b.ts AT TIME ZONE 'UTC')::DATE, b.ts, j.feedback_type,
-                       j.source, j.thumb, j.rating, j.rating_scale, j.correction, j.success, j.comment,
-                       j.user_hash, coalesce(j.metadata, '{{}}'), $1, b.line_no, $2, $3
-                FROM (SELECT *, json_transform(payload, '{_FEEDBACK_SHAPE}') AS j FROM batch_events
-                      WHERE kind = 'feedback' AND line_no IN (SELECT line_no FROM batch_fresh
-                                                              WHERE kind = 'feedback')) b
-            """, source)
-            lines_new, events_new = con.execute(
-                "SELECT count(DISTINCT line_no), count(*) FROM batch_fresh").fetchall()[0]
-            con.execute("INSERT INTO raw.quarantine SELECT * FROM batch_quarantine")
-            con.execute(
-                """
-                UPDATE raw.ingest_ledger SET
-                    lines_done = ?, lines_ingested = lines_ingested + ?,
-                    lines_quarantined = lines_quarantined + ?, lines_duplicate = lines_duplicate + ?,
-                    lines_blank = lines_blank + ?, events_ingested = events_ingested + ?,
-                    status = ?, finished_at = CASE WHEN ? THEN now() END
-                WHERE file_hash = ?
-                """,
-                [lines_done, lines_new, len(self.quarantine), self.valid_lines - lines_new, self.blank_lines,
-                 events_new, "done" if finished else "in_progress", finished, self.file_hash],
-            )
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        finally:
-            con.unregister("batch_events")
-            con.unregister("batch_quarantine")
-        return lines_new, events_new
+                SELECT _key, request_id, make_timestamp(_ts)::DATE, timezone('UTC', make_timestamp(_ts)),
+                       feedback_type, source, thumb, rating, rating_scale, correction, success, comment,
+                       user_hash, coalesce(metadata, '{{}}'), $1, _line, $2, $3
+                FROM read_json('{result.feedback_path}', format = 'newline_delimited', columns = {_FEEDBACK_COLUMNS})
+                WHERE _line IN (SELECT line_no FROM block_fresh WHERE kind = 'feedback')
+            """, params)
+        con.execute("INSERT INTO raw.quarantine SELECT * FROM block_quarantine")
+        lines_new, events_new = con.execute("SELECT count(DISTINCT line_no), count(*) FROM block_fresh").fetchall()[0]
+        con.execute(
+            """
+            UPDATE raw.ingest_ledger SET
+                lines_done = ?, lines_ingested = lines_ingested + ?,
+                lines_quarantined = lines_quarantined + ?, lines_duplicate = lines_duplicate + ?,
+                lines_blank = lines_blank + ?, events_ingested = events_ingested + ?,
+                status = ?, finished_at = CASE WHEN ? THEN now() END
+            WHERE file_hash = ?
+            """,
+            [result.last_line, lines_new, len(result.quarantine), result.valid_lines - lines_new,
+             result.blank_lines, events_new, "done" if finished else "in_progress", finished, file_hash],
+        )
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    finally:
+        con.unregister("block_keys")
+        con.unregister("block_quarantine")
+        for path in (result.interactions_path, result.feedback_path):
+            if path:
+                Path(path).unlink(missing_ok=True)
 
 
 ProgressFn = Callable[[int], None]
@@ -267,7 +220,14 @@ def ingest_file(
     batch_lines: int = DEFAULT_BATCH_LINES,
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     progress: ProgressFn | None = None,
+    workers: int | str = 0,
 ) -> FileReport:
+    """Ingest one file.
+
+    `workers`: processes that validate blocks in parallel; 0 validates in this process, "auto" uses up to
+    two for files over 64 MiB. Worker processes are spawned, so a script that asks for them must guard its
+    entry point with `if __name__ == "__main__":`.
+    """
     started = time.perf_counter()
     ensure_raw_layer(con)
     path = path.resolve()
@@ -275,8 +235,10 @@ def ingest_file(
     size = path.stat().st_size
     mapping = mapping or mapping_beside(path)
     fmt = detect_format(path, mapping) if format_name == "auto" or mapping else format_name
-    # Native JSONL is validated straight from its bytes; everything else goes through an adapter.
-    adapter = None if fmt == "native" and container_of(path) == "jsonl" else adapter_for(fmt, mapping)
+    workdir = _workdir(_database_path(con))
+    spec = BlockSpec(format=fmt, native_bytes=fmt == "native" and container_of(path) == "jsonl",
+                     mapping_path=str(mapping.source) if mapping else None, max_line_bytes=max_line_bytes,
+                     workdir=str(workdir))
 
     ledger = con.execute(
         "SELECT status, lines_done, first_path FROM raw.ingest_ledger WHERE file_hash = ?", [file_hash]
@@ -295,48 +257,126 @@ def ingest_file(
         )
     con.execute("INSERT INTO raw.ingest_files VALUES (?, ?, ?, now())", [str(path), file_hash, outcome])
 
-    lines_done = _load_lines(con, path, file_hash, adapter, skip, batch_lines, max_line_bytes, progress)
+    try:
+        if workers == "auto":
+            workers = min(2, os.cpu_count() or 1) if size >= PARALLEL_MIN_BYTES else 0
+        lines_done = _load_lines(con, path, file_hash, spec, skip, batch_lines, progress, workers)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
     return _report(con, path, file_hash, outcome, lines_done - skip, time.perf_counter() - started)
 
 
-def _load_lines(con: duckdb.DuckDBPyConnection, path: Path, file_hash: str, adapter: Adapter | None, skip: int,
-                batch_lines: int, max_line_bytes: int, progress: ProgressFn | None) -> int:
-    """Validate lines into batches and commit each batch in order; return the last line number read.
+def _database_path(con: duckdb.DuckDBPyConnection) -> Path | None:
+    path = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchall()
+    return Path(path[0][0]) if path and path[0][0] else None
 
-    One batch is committed by a helper thread while the next is parsed: DuckDB releases the GIL while it
-    works, so parsing and writing overlap. Commits stay strictly sequential, so the ledger's progress
-    always describes a prefix of the file.
+
+def _blocks(path: Path, skip: int, block_lines: int) -> Iterator[Block]:
+    if path.name.lower().endswith((".jsonl", ".ndjson", ".json")):
+        yield from _byte_range_blocks(path, skip, block_lines)
+        return
+    lines: list[bytes] = []
+    first = skip + 1
+    for line in read_lines(path, skip=skip):
+        lines.append(line.raw)
+        if len(lines) == block_lines:
+            yield Block(first, lines)
+            first, lines = first + block_lines, []
+    if lines:
+        yield Block(first, lines)
+
+
+def _byte_range_blocks(path: Path, skip: int, block_lines: int, chunk: int = 8 << 20) -> Iterator[Block]:
+    """Cut a plain file into blocks of whole lines by byte offsets: the workers read their own bytes, and
+    this process only counts newlines, at memchr speed."""
+    cuts: list[tuple[int, int]] = []  # (lines before, byte offset) where a block starts
+    target, line, offset = skip, 0, 0
+    with path.open("rb") as handle:
+        while data := handle.read(chunk):
+            position, newlines = 0, data.count(b"\n")
+            while line + newlines >= target:
+                for _ in range(target - line):
+                    position = data.index(b"\n", position) + 1
+                newlines -= target - line
+                line = target
+                cuts.append((line, offset + position))
+                if len(cuts) == 2:
+                    yield Block(cuts[0][0] + 1, path=str(path), start=cuts[0][1], end=cuts[1][1])
+                    cuts.pop(0)
+                target += block_lines
+            line += newlines
+            offset += len(data)
+    if target == 0:  # an empty file
+        return
+    if cuts and cuts[0][1] < offset:  # the rest, including a last line without a newline
+        yield Block(cuts[0][0] + 1, path=str(path), start=cuts[0][1], end=offset)
+
+
+def _workdir(con_path: Path | None) -> Path:
+    """A private folder for a run's intermediate files; folders left by crashed runs are removed."""
+    root = (con_path.parent if con_path else Path(tempfile.gettempdir())) / ".ingest-tmp"
+    root.mkdir(parents=True, exist_ok=True)
+    for stale in root.iterdir():
+        pid = stale.name.split("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=root))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class _InlineExecutor(Executor):
+    """Runs the work when asked, in this process: small files do not pay for starting workers."""
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:  # type: ignore[override]
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as error:
+            future.set_exception(error)
+        return future
+
+
+def _load_lines(con: duckdb.DuckDBPyConnection, path: Path, file_hash: str, spec: BlockSpec, skip: int,
+                block_lines: int, progress: ProgressFn | None, workers: int) -> int:
+    """Validate blocks (in parallel where worth it) and commit them in file order; return the last line read.
+
+    At most `workers + 1` blocks are in flight, which bounds memory whatever the file's size.
     """
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="flywheel-commit") as writer:
-        pending: Future | None = None
+    # spawn, not fork: this process holds DuckDB's threads and file lock.
+    executor: Executor = (ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+                          if workers else _InlineExecutor())
+    last_line = skip
+    with executor:
+        in_flight: deque[Future[BlockResult]] = deque()
 
-        def submit(batch: _Batch, done: int, finished: bool, lines: int) -> Future:
-            nonlocal pending
-            if pending is not None:
-                pending.result()  # surface a failed commit before queuing the next
-            pending = writer.submit(batch.commit, con, done, finished)
+        def commit_oldest(finished: bool) -> None:
+            nonlocal last_line
+            result = in_flight.popleft().result()
+            _commit_block(con, result, str(path), file_hash, finished)
+            last_line = result.last_line
             if progress:
-                pending.add_done_callback(lambda _: progress(lines))
-            return pending
+                progress(result.last_line - result.first_line + 1)
 
-        batch = _Batch(str(path), file_hash)
-        lines_done = skip
-        for line in read_lines(path, skip=skip):
-            lines_done = line.line_no
-            if not line.raw.strip():
-                batch.blank_lines += 1
-            else:
-                try:
-                    parsed = parse_line(line.raw, adapter, max_line_bytes)
-                except LineError as error:
-                    batch.reject(line, str(error))
-                else:
-                    batch.add(line.line_no, parsed)
-            if (lines_done - skip) % batch_lines == 0:
-                submit(batch, lines_done, False, batch_lines)
-                batch = _Batch(str(path), file_hash)
-        submit(batch, lines_done, True, (lines_done - skip) % batch_lines).result()
-    return lines_done
+        for block in _blocks(path, skip, block_lines):
+            in_flight.append(executor.submit(validate_block, block, spec))
+            if len(in_flight) > workers:
+                commit_oldest(finished=False)
+        while len(in_flight) > 1:
+            commit_oldest(finished=False)
+        if in_flight:
+            commit_oldest(finished=True)
+        else:  # nothing (more) to read: mark the file done
+            _commit_block(con, BlockResult(last_line + 1, last_line, None, None), str(path), file_hash, True)
+    return last_line
 
 
 def _report(con, path: Path, file_hash: str, outcome: str, new_lines: int, seconds: float) -> FileReport:
@@ -364,9 +404,10 @@ def ingest_paths(
     batch_lines: int = DEFAULT_BATCH_LINES,
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     progress: ProgressFn | None = None,
+    workers: int | str = 0,
 ) -> list[FileReport]:
     return [
         ingest_file(con, path, mapping=mapping, format_name=format_name, batch_lines=batch_lines,
-                    max_line_bytes=max_line_bytes, progress=progress)
+                    max_line_bytes=max_line_bytes, progress=progress, workers=workers)
         for path in paths
     ]

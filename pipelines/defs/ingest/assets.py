@@ -44,7 +44,7 @@ def raw_events(context: dg.AssetExecutionContext, config: IngestConfig, warehous
     try:
         done = []
         for path in files:
-            report = ingest_file(con, path, batch_lines=config.batch_lines)
+            report = ingest_file(con, path, batch_lines=config.batch_lines, workers="auto")
             context.log.info(f"{path.name}: {report.outcome}, {report.lines_read} lines, "
                              f"{report.lines_ingested} ingested, {report.lines_quarantined} quarantined, "
                              f"{report.lines_duplicate} duplicate")
