@@ -258,3 +258,26 @@ def test_paths_keep_being_ingested_after_an_error_in_another(con, tmp_path: Path
     # A file whose every line is bad is still "ingested": its lines sit in quarantine.
     report = ingest_file(con, write_lines(tmp_path / "all-bad.jsonl", [b"{", b"}"]))
     assert (report.lines_quarantined, report.reconciles) == (2, True)
+
+
+def test_parallel_blocks_keep_every_row_on_its_own_line(con, tmp_path):
+    from flywheel.simulate import simulate
+
+    path = tmp_path / "traffic.jsonl"
+    simulate(path, 3_000, seed=9, malformed_rate=0.02)
+    report = ingest_file(con, path, batch_lines=400, workers=2)
+    assert report.reconciles and report.lines_quarantined > 0
+    expected = {}
+    with path.open("rb") as handle:
+        for line_no, line in enumerate(handle, start=1):
+            try:
+                record = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(record, dict) and record.get("kind") == "interaction":
+                expected[line_no] = (record.get("request_id"), record.get("model"), record.get("latency_ms"))
+    stored = con.execute("SELECT source_line, request_id, model, latency_ms FROM raw.interactions").fetchall()
+    assert len(stored) == report.events_ingested - count(con, "feedback")
+    assert all(expected[line] == (rid, model, latency) for line, rid, model, latency in stored)
+    quarantined = {line for (line,) in con.execute("SELECT line_no FROM raw.quarantine").fetchall()}
+    assert quarantined.isdisjoint(line for line, *_ in stored)

@@ -29,7 +29,15 @@ import pyarrow as pa
 from flywheel.ingest.formats import looks_like_openai_pair
 from flywheel.ingest.mapping import FieldMapping, load_mapping
 from flywheel.ingest.sources import container_of, content_hash, read_lines
-from flywheel.ingest.validate import Block, BlockResult, BlockSpec, LineError, parse_line, validate_block
+from flywheel.ingest.validate import (
+    Block,
+    BlockResult,
+    BlockSpec,
+    KindOutput,
+    LineError,
+    parse_line,
+    validate_block,
+)
 from flywheel.warehouse import ensure_raw_layer
 
 # Big enough that DuckDB writes each block's rows straight to row groups; small enough to bound memory.
@@ -84,8 +92,8 @@ _FEEDBACK_SHAPE = orjson.dumps({
 
 
 def _columns(shape: str) -> str:
-    # read_json's explicit column types: our three fields first, then the contract's.
-    columns = {"_line": "BIGINT", "_ts": "BIGINT", "_key": "VARCHAR", **_duckdb_types(orjson.loads(shape))}
+    # read_json's explicit column types: no inference, and nothing read that is not stored.
+    columns = _duckdb_types(orjson.loads(shape))
     return "{" + ", ".join(f"'{name}': '{kind}'" for name, kind in columns.items()) + "}"
 
 
@@ -105,7 +113,7 @@ QUARANTINE_SCHEMA = pa.schema([
     ("source_file", pa.string()), ("file_hash", pa.string()), ("line_no", pa.int64()), ("reason", pa.string()),
     ("raw_text", pa.string()), ("raw_bytes", pa.binary()), ("quarantined_at", pa.timestamp("us", tz="UTC")),
 ])
-KEYS_SCHEMA = pa.schema([("line_no", pa.int64()), ("kind", pa.string()), ("key", pa.string())])
+META_SCHEMA = pa.schema([("line_no", pa.int64()), ("key", pa.string()), ("ts", pa.timestamp("us", tz="UTC"))])
 
 
 def _quarantine_table(result: BlockResult, source_file: str, file_hash: str, now: datetime) -> pa.Table:
@@ -121,45 +129,65 @@ def _quarantine_table(result: BlockResult, source_file: str, file_hash: str, now
                                 schema=QUARANTINE_SCHEMA)
 
 
+def _meta_table(output: KindOutput | None) -> pa.Table:
+    if output is None:
+        return META_SCHEMA.empty_table()
+    return pa.Table.from_arrays([
+        pa.array(output.line_nos, pa.int64()), pa.array(output.keys, pa.string()),
+        pa.array(output.ts_micros, pa.int64()).cast(pa.timestamp("us", tz="UTC")),
+    ], schema=META_SCHEMA)
+
+
 def _commit_block(con: duckdb.DuckDBPyConnection, result: BlockResult, source_file: str, file_hash: str,
                   finished: bool) -> None:
     """Write one validated block and the ledger's progress atomically."""
     now = datetime.now(UTC)
-    keys = result.keys
-    con.register("block_keys", pa.Table.from_pylist(
-        [{"line_no": k[0], "kind": k[1], "key": k[2]} for k in keys], schema=KEYS_SCHEMA))
+    interactions, feedback = result.outputs.get("interaction"), result.outputs.get("feedback")
+    con.register("meta_interaction", _meta_table(interactions))
+    con.register("meta_feedback", _meta_table(feedback))
     con.register("block_quarantine", _quarantine_table(result, source_file, file_hash, now))
     params = [source_file, file_hash, now]
     con.execute("BEGIN TRANSACTION")
     try:
-        # Which events are new: decided on the keys alone, so that the wide rows are read and written once.
+        # Which events are new, decided on the keys alone: the first line of each key not yet stored.
         con.execute("""
             CREATE OR REPLACE TEMP TABLE block_fresh AS
-            SELECT min(b.line_no) AS line_no, b.kind FROM block_keys b
-            WHERE NOT EXISTS (SELECT 1 FROM raw.interactions r
-                              WHERE b.kind = 'interaction' AND r.request_id = b.key)
-              AND NOT EXISTS (SELECT 1 FROM raw.feedback r WHERE b.kind = 'feedback' AND r.feedback_id = b.key)
-            GROUP BY b.kind, b.key
+            SELECT 'interaction' AS kind, min(line_no) AS line_no FROM meta_interaction m
+            WHERE NOT EXISTS (SELECT 1 FROM raw.interactions r WHERE r.request_id = m.key) GROUP BY key
+            UNION ALL
+            SELECT 'feedback', min(line_no) FROM meta_feedback m
+            WHERE NOT EXISTS (SELECT 1 FROM raw.feedback r WHERE r.feedback_id = m.key) GROUP BY key
         """)
-        if result.interactions_path:
+        fresh = dict(con.execute("SELECT kind, count(*) FROM block_fresh GROUP BY kind").fetchall())
+
+        def only_fresh(kind: str, output: KindOutput) -> str:
+            # Filter only when needed: an unfiltered insert goes straight to row groups, while a filtered
+            # one is buffered and written again at commit (measured: ten times slower commits).
+            if fresh.get(kind, 0) == len(output.keys):
+                return ""
+            return f"WHERE m.line_no IN (SELECT line_no FROM block_fresh WHERE kind = '{kind}')"
+
+        if interactions:
             con.execute(f"""
                 INSERT INTO raw.interactions
-                SELECT request_id, make_timestamp(_ts)::DATE, timezone('UTC', make_timestamp(_ts)), app_id, model,
-                       provider, messages, response, tools, params, latency_ms, tokens_in, tokens_out, cost_usd,
+                SELECT request_id, (m.ts AT TIME ZONE 'UTC')::DATE, m.ts, app_id, model, provider, messages,
+                       response, tools, params, latency_ms, tokens_in, tokens_out, cost_usd,
                        coalesce(status, 'ok'), error, user_hash, session_hash, coalesce(tags, []),
-                       coalesce(metadata, '{{}}'), $1, _line, $2, $3
-                FROM read_json('{result.interactions_path}', format = 'newline_delimited',
+                       coalesce(metadata, '{{}}'), $1, m.line_no, $2, $3
+                FROM read_json('{interactions.path}', format = 'newline_delimited',
                                columns = {_INTERACTION_COLUMNS})
-                WHERE _line IN (SELECT line_no FROM block_fresh WHERE kind = 'interaction')
+                POSITIONAL JOIN meta_interaction m
+                {only_fresh("interaction", interactions)}
             """, params)
-        if result.feedback_path:
+        if feedback:
             con.execute(f"""
                 INSERT INTO raw.feedback
-                SELECT _key, request_id, make_timestamp(_ts)::DATE, timezone('UTC', make_timestamp(_ts)),
-                       feedback_type, source, thumb, rating, rating_scale, correction, success, comment,
-                       user_hash, coalesce(metadata, '{{}}'), $1, _line, $2, $3
-                FROM read_json('{result.feedback_path}', format = 'newline_delimited', columns = {_FEEDBACK_COLUMNS})
-                WHERE _line IN (SELECT line_no FROM block_fresh WHERE kind = 'feedback')
+                SELECT m.key, request_id, (m.ts AT TIME ZONE 'UTC')::DATE, m.ts, feedback_type, source, thumb,
+                       rating, rating_scale, correction, success, comment, user_hash, coalesce(metadata, '{{}}'),
+                       $1, m.line_no, $2, $3
+                FROM read_json('{feedback.path}', format = 'newline_delimited', columns = {_FEEDBACK_COLUMNS})
+                POSITIONAL JOIN meta_feedback m
+                {only_fresh("feedback", feedback)}
             """, params)
         con.execute("INSERT INTO raw.quarantine SELECT * FROM block_quarantine")
         lines_new, events_new = con.execute("SELECT count(DISTINCT line_no), count(*) FROM block_fresh").fetchall()[0]
@@ -180,11 +208,10 @@ def _commit_block(con: duckdb.DuckDBPyConnection, result: BlockResult, source_fi
         con.execute("ROLLBACK")
         raise
     finally:
-        con.unregister("block_keys")
-        con.unregister("block_quarantine")
-        for path in (result.interactions_path, result.feedback_path):
-            if path:
-                Path(path).unlink(missing_ok=True)
+        for view in ("meta_interaction", "meta_feedback", "block_quarantine"):
+            con.unregister(view)
+        for output in result.outputs.values():
+            Path(output.path).unlink(missing_ok=True)
 
 
 ProgressFn = Callable[[int], None]
@@ -375,7 +402,7 @@ def _load_lines(con: duckdb.DuckDBPyConnection, path: Path, file_hash: str, spec
         if in_flight:
             commit_oldest(finished=True)
         else:  # nothing (more) to read: mark the file done
-            _commit_block(con, BlockResult(last_line + 1, last_line, None, None), str(path), file_hash, True)
+            _commit_block(con, BlockResult(last_line + 1, last_line), str(path), file_hash, True)
     return last_line
 
 

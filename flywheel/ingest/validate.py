@@ -1,10 +1,10 @@
 """Validating a block of lines against the contract, in whichever process runs it.
 
 A block is a run of whole lines from one file. Each line is validated (msgspec, straight from its bytes for
-native events); valid events are written, with their line number, key and UTC timestamp added, to a
-newline-delimited JSON file per kind, which DuckDB then reads in parallel; invalid lines come back as
-quarantine rows with the reason. This module stays light (no DuckDB, no Arrow) so that worker processes
-start fast.
+native events). Valid events are written, as they are, to a newline-delimited JSON file per kind, which
+DuckDB then reads in parallel; what DuckDB needs besides (line number, key, UTC timestamp) comes back as
+plain lists in the same order, to be joined by position. Invalid lines come back as quarantine rows with
+the reason. This module stays light (no DuckDB, no Arrow) so that worker processes start fast.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
-from typing import BinaryIO
 
 import msgspec
 import orjson
@@ -64,12 +63,20 @@ class Block:
 
 
 @dataclass
+class KindOutput:
+    """The valid events of one kind in a block: a JSONL file, and per row its line, key and timestamp."""
+
+    path: str
+    line_nos: list[int] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list)  # request_id of an interaction, feedback_id of feedback
+    ts_micros: list[int] = field(default_factory=list)  # the event's timestamp in UTC, as DuckDB stores it
+
+
+@dataclass
 class BlockResult:
     first_line: int
     last_line: int
-    interactions_path: str | None
-    feedback_path: str | None
-    keys: list[tuple[int, str, str]] = field(default_factory=list)  # (line, kind, key) of each valid event
+    outputs: dict[str, KindOutput] = field(default_factory=dict)  # by kind: interaction, feedback
     quarantine: list[tuple[int, str, bytes]] = field(default_factory=list)  # (line, reason, raw)
     valid_lines: int = 0
     blank_lines: int = 0
@@ -113,33 +120,33 @@ def validate_block(block: Block, spec: BlockSpec) -> BlockResult:
     adapter = None if spec.native_bytes else _adapter(spec)
     stem = os.path.join(spec.workdir, f"block-{block.first_line:012d}")
     lines = block.read()
-    result = BlockResult(block.first_line, block.first_line + len(lines) - 1, None, None)
-    outputs: dict[str, BinaryIO] = {}
-    try:
-        for line_no, line in enumerate(lines, start=block.first_line):
-            raw = line.rstrip(b"\r\n")
-            if not raw.strip():
-                result.blank_lines += 1
-                continue
-            try:
-                parsed = parse_line(raw, adapter, spec.max_line_bytes)
-            except LineError as error:
-                result.quarantine.append((line_no, str(error), raw))
-                continue
-            result.valid_lines += 1
-            for event, payload in parsed:
-                kind, key = (("interaction", event.request_id) if isinstance(event, InteractionEvent)
-                             else ("feedback", event.stable_id))
-                result.keys.append((line_no, kind, key))
-                micros = (event.timestamp - _EPOCH) // _MICROSECOND
-                if kind not in outputs:
-                    outputs[kind] = open(f"{stem}-{kind}.jsonl", "wb")  # noqa: SIM115 (closed below)
-                # The stored object is the event with three fields of ours in front; its first byte is "{".
-                outputs[kind].write(b'{"_line":%d,"_ts":%d,"_key":%s,%s\n'
-                                    % (line_no, micros, orjson.dumps(key), payload.lstrip()[1:]))
-    finally:
-        for handle in outputs.values():
-            handle.close()
-    result.interactions_path = f"{stem}-interaction.jsonl" if "interaction" in outputs else None
-    result.feedback_path = f"{stem}-feedback.jsonl" if "feedback" in outputs else None
+    result = BlockResult(block.first_line, block.first_line + len(lines) - 1)
+    rows: dict[str, list[bytes]] = {"interaction": [], "feedback": []}
+    for line_no, line in enumerate(lines, start=block.first_line):
+        raw = line.rstrip(b"\r\n")
+        if not raw.strip():
+            result.blank_lines += 1
+            continue
+        try:
+            parsed = parse_line(raw, adapter, spec.max_line_bytes)
+        except LineError as error:
+            result.quarantine.append((line_no, str(error), raw))
+            continue
+        result.valid_lines += 1
+        for event, payload in parsed:
+            if isinstance(event, InteractionEvent):
+                kind, key = "interaction", event.request_id
+            else:
+                kind, key = "feedback", event.stable_id
+            if kind not in result.outputs:
+                result.outputs[kind] = KindOutput(f"{stem}-{kind}.jsonl")
+            output = result.outputs[kind]
+            output.line_nos.append(line_no)
+            output.keys.append(key)
+            output.ts_micros.append((event.timestamp - _EPOCH) // _MICROSECOND)
+            rows[kind].append(payload)
+    for kind, output in result.outputs.items():
+        with open(output.path, "wb") as handle:
+            handle.write(b"\n".join(rows[kind]))
+            handle.write(b"\n")
     return result
