@@ -126,21 +126,21 @@ def run(
     where = Home.from_env(home).ensure()
     if rows:
         simulate(rows=rows, days=7, seed=None, malformed_rate=0.005, out=None, home=where.root)
-    console.print("materializing the flywheel job in Dagster …")
-    result = run_main_job(where)
+    console.print("running the flywheel in Dagster: ingest, then the SQL models of each day touched …")
+    result = run_main_job(where, on_run=console.print)
     if not result.success:
-        console.print("[red]the Dagster run failed[/]; see `flywheel dagster` for its logs")
+        console.print("[red]a Dagster run failed[/]; `flywheel dagster` shows its logs")
         raise typer.Exit(1)
     with warehouse.session(where.warehouse, read_only=True, on_wait=console.print) as con:
         counts = reports.raw_counts(con)
-        table = Table(title=f"warehouse {where.warehouse}")
-        for column in ("app", "model", "calls", "avg latency ms", "logged cost $", "errors"):
+        table = Table(title=f"intermediate.int_interactions in {where.warehouse}")
+        for column in ("app", "model", "calls", "avg latency ms", "cost $", "feedback", "score"):
             table.add_column(column)
         for row in reports.per_app_and_model(con):
             table.add_row(*(str(v) for v in row))
     console.print(table)
     console.print(", ".join(f"{k}: {v:,}" for k, v in counts.items()))
-    console.print(f"Dagster run {result.run_id} succeeded. Next: flywheel sql \"SELECT ...\", flywheel dagster")
+    console.print(f"{len(result.runs)} Dagster run(s) succeeded. Next: flywheel sql \"SELECT ...\", flywheel dagster")
 
 
 @app.command()

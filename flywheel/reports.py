@@ -36,11 +36,12 @@ def rows_per_day(con: duckdb.DuckDBPyConnection, table: str) -> list[tuple[str, 
 
 
 def per_app_and_model(con: duckdb.DuckDBPyConnection) -> list[tuple]:
+    """Calls, latency, cost (logged or from the price table) and feedback per app and model."""
     return con.execute("""
         SELECT app_id, model, count(*) AS calls, round(avg(latency_ms)) AS avg_latency_ms,
-               round(sum(cost_usd), 4) AS logged_cost_usd,
-               count(*) FILTER (WHERE status = 'error') AS errors
-        FROM raw.interactions GROUP BY ALL ORDER BY app_id, calls DESC
+               round(sum(cost_usd), 4) AS cost_usd, count(*) FILTER (WHERE n_feedback > 0) AS with_feedback,
+               round(avg(feedback_score), 2) AS feedback_score
+        FROM intermediate.int_interactions GROUP BY ALL ORDER BY app_id, calls DESC
     """).fetchall()
 
 

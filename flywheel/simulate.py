@@ -258,6 +258,8 @@ def _feedback(rng: random.Random, app: SimApp, event: dict[str, Any], good: bool
         feedback["rating_scale"] = 5
     elif app.feedback == "task_success":
         feedback["success"] = good
+    elif noisy_good:  # nothing to correct: a user who bothers says so with a thumb
+        feedback["feedback_type"], feedback["thumb"] = "thumbs", "up"
     else:
-        feedback["correction"] = _GOOD[app.app_id] if not noisy_good else event["response"]["content"]
+        feedback["correction"] = _GOOD[app.app_id]
     return arrival, orjson.dumps(feedback)

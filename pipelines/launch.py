@@ -7,6 +7,8 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import dagster as dg
 
@@ -22,13 +24,41 @@ def prepare_instance(home: Home) -> dg.DagsterInstance:
     return dg.DagsterInstance.get()
 
 
-def run_main_job(home: Home) -> dg.ExecuteInProcessResult:
+@dataclass
+class MainJobResult:
+    runs: list[dg.ExecuteInProcessResult]
+    days: list[str]
+
+    @property
+    def success(self) -> bool:
+        return all(run.success for run in self.runs)
+
+
+def run_main_job(home: Home, on_run: Callable[[str], None] | None = None) -> MainJobResult:
+    """Ingest the landing folder, then build the SQL models for every day the new data touched: the same
+    runs the sensors start in `flywheel dagster`, executed here in-process and recorded in the instance."""
     instance = prepare_instance(home)
     from pipelines.definitions import defs  # after FLYWHEEL_HOME is set: resources read it
 
-    job = defs.resolve_job_def("flywheel_job")
-    quiet = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
-    return job.execute_in_process(instance=instance, run_config=quiet, tags={"flywheel/launched_by": "flywheel run"})
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    tags = {"flywheel/launched_by": "flywheel run"}
+    ingest = defs.resolve_job_def("ingest_job").execute_in_process(instance=instance, run_config=quiet, tags=tags)
+    runs, days = [ingest], []
+    if ingest.success:
+        for event in ingest.asset_materializations_for_node("raw_events"):
+            if event.asset_key == dg.AssetKey(["raw", "interactions"]):
+                days = list(event.metadata["days_touched"].value) if "days_touched" in event.metadata else []
+        if on_run:
+            on_run(f"ingest run {ingest.run_id} done; building {len(days)} day(s)")
+        models = defs.resolve_job_def("daily_models_job")
+        for day in days:
+            run = models.execute_in_process(instance=instance, run_config=quiet, tags=tags, partition_key=day)
+            runs.append(run)
+            if on_run:
+                on_run(f"day {day}: {'ok' if run.success else 'FAILED'} (run {run.run_id})")
+            if not run.success:
+                break
+    return MainJobResult(runs, days)
 
 
 def serve(home: Home, port: int) -> int:

@@ -14,6 +14,11 @@ EXPECTED_ASSET_KEYS = {
     "raw/interactions",
     "raw/feedback",
     "raw/quarantine",
+    "reference/model_prices",
+    "staging/stg_interactions",
+    "staging/stg_feedback",
+    "intermediate/int_feedback_by_request",
+    "intermediate/int_interactions",
 }
 
 
@@ -22,9 +27,19 @@ def test_all_definitions_load():
 
     repository = defs.get_repository_def()
     repository.load_all_definitions()
-    assert {j.name for j in repository.get_all_jobs()} >= {"ingest_job", "flywheel_job"}
-    assert {s.name for s in repository.sensor_defs} == {"landing_sensor"}
-    assert {s.name for s in repository.schedule_defs} == {"daily_flywheel"}
+    assert {j.name for j in repository.get_all_jobs()} >= {"ingest_job", "daily_models_job"}
+    assert {s.name for s in repository.sensor_defs} == {"landing_sensor", "touched_days_sensor"}
+    assert {s.name for s in repository.schedule_defs} == {"daily_ingest", "daily_models"}
+
+
+def test_sql_model_assets_take_their_upstreams_from_the_sql():
+    from pipelines.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    parents = {k.to_user_string() for k in graph.get(dg.AssetKey(["intermediate", "int_interactions"])).parent_keys}
+    assert parents == {"staging/stg_interactions", "intermediate/int_feedback_by_request"}
+    assert graph.get(dg.AssetKey(["staging", "stg_interactions"])).partitions_def is not None
+    assert graph.get(dg.AssetKey(["staging", "stg_feedback"])).partitions_def is None
 
 
 def test_the_code_location_has_exactly_one_definitions_object_at_module_scope():

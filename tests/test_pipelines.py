@@ -82,11 +82,37 @@ def test_a_sensor_run_ingests_the_files_it_names(home, instance):
         assert con.execute("SELECT count(*) FROM raw.interactions").fetchall() == [(2,)]
 
 
-def test_the_daily_schedule_runs_the_whole_flywheel(home, instance):
-    from pipelines.defs.ingest.jobs import daily_flywheel_schedule
+def test_ingestion_triggers_a_rebuild_of_exactly_the_days_it_touched(home, instance):
+    from pipelines.defs.sql_models.jobs import touched_days_sensor
 
-    assert daily_flywheel_schedule.cron_schedule == "0 3 * * *"
-    assert daily_flywheel_schedule.job_name == "flywheel_job"
-    write_lines(home.landing / "a.jsonl", [interaction("a1")])
-    result = _defs().resolve_job_def("flywheel_job").execute_in_process(instance=instance)
+    write_lines(home.landing / "a.jsonl", [interaction("a1", timestamp="2026-11-20T10:00:00Z"),
+                                          interaction("a2", timestamp="2026-11-21T10:00:00Z")])
+    assert _materialize(instance).success
+    requests = list(touched_days_sensor(dg.build_sensor_context(instance=instance, definitions=_defs())))
+    assert sorted(r.partition_key for r in requests) == ["2026-11-20", "2026-11-21"]
+    result = _defs().resolve_job_def("daily_models_job").execute_in_process(instance=instance,
+                                                                            partition_key="2026-11-21")
     assert result.success
+    with warehouse.session(home.warehouse, read_only=True) as con:
+        rows = con.execute("SELECT request_id FROM intermediate.int_interactions").fetchall()
+    assert rows == [("a2",)]
+
+
+def test_late_feedback_touches_the_day_of_its_interaction(home, instance):
+    from tests.factories import feedback
+
+    write_lines(home.landing / "a.jsonl", [interaction("a1", timestamp="2026-11-20T10:00:00Z")])
+    assert _materialize(instance).success
+    write_lines(home.landing / "b.jsonl", [feedback("a1", timestamp="2026-11-24T10:00:00Z")])
+    result = _materialize(instance)
+    (event,) = [m for m in result.asset_materializations_for_node("raw_events")
+                if m.asset_key == dg.AssetKey(["raw", "interactions"])]
+    assert list(event.metadata["days_touched"].value) == ["2026-11-20"]
+
+
+def test_the_schedules_run_ingestion_and_yesterdays_models(home, instance):
+    from pipelines.defs.ingest.jobs import daily_ingest_schedule
+    from pipelines.defs.sql_models.jobs import daily_models_schedule
+
+    assert (daily_ingest_schedule.cron_schedule, daily_ingest_schedule.job_name) == ("0 3 * * *", "ingest_job")
+    assert daily_models_schedule.job_name == "daily_models_job"

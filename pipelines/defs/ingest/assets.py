@@ -60,11 +60,18 @@ def raw_events(context: dg.AssetExecutionContext, config: IngestConfig, warehous
                                  FROM raw.interactions ORDER BY ingested_at DESC, source_line LIMIT 5""").fetchall()
         quarantine_preview = con.execute("""SELECT source_file, line_no, reason FROM raw.quarantine
                                             ORDER BY quarantined_at DESC, line_no LIMIT 10""").fetchall()
+        new_files = [r.file_hash for r in done if r.outcome in ("ingested", "resumed")]
         for table in ("interactions", "feedback"):
             new[table] = con.execute(
-                f"SELECT count(*) FROM raw.{table} WHERE file_hash IN (SELECT unnest(?::VARCHAR[]))",
-                [[r.file_hash for r in done if r.outcome in ("ingested", "resumed")]],
+                f"SELECT count(*) FROM raw.{table} WHERE file_hash IN (SELECT unnest(?::VARCHAR[]))", [new_files]
             ).fetchall()[0][0]
+        # The days whose downstream partitions must be rebuilt: new interactions, or new feedback on them.
+        days_touched = [str(day) for (day,) in con.execute("""
+            SELECT event_date FROM raw.interactions WHERE file_hash IN (SELECT unnest($1::VARCHAR[]))
+            UNION
+            SELECT i.event_date FROM raw.feedback f JOIN raw.interactions i USING (request_id)
+            WHERE f.file_hash IN (SELECT unnest($1::VARCHAR[]))
+            ORDER BY 1""", [new_files]).fetchall()]
     finally:
         con.close()
 
@@ -75,6 +82,7 @@ def raw_events(context: dg.AssetExecutionContext, config: IngestConfig, warehous
     yield dg.MaterializeResult(
         asset_key=["raw", "interactions"],
         metadata={**common, "rows_total": counts["interactions"], "rows_new": new["interactions"],
+                  "days_touched": dg.MetadataValue.json(days_touched),
                   "rows_per_day": dg.MetadataValue.md(reports.markdown_table(("event_date", "rows"),
                                                                               per_day["interactions"])),
                   "preview": dg.MetadataValue.md(reports.markdown_table(

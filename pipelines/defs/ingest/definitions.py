@@ -1,11 +1,11 @@
 import dagster as dg
 
 from pipelines.defs.ingest.assets import LANDING, raw_events
-from pipelines.defs.ingest.jobs import daily_flywheel_schedule, flywheel_job, ingest_job, landing_sensor
+from pipelines.defs.ingest.jobs import daily_ingest_schedule, ingest_job, landing_sensor
 
 defs = dg.Definitions(
     assets=[LANDING, raw_events],
-    jobs=[ingest_job, flywheel_job],
+    jobs=[ingest_job],
     sensors=[landing_sensor],
-    schedules=[daily_flywheel_schedule],
+    schedules=[daily_ingest_schedule],
 )

@@ -15,25 +15,18 @@ WAREHOUSE_WRITE_TAGS = {"flywheel/warehouse": "write"}
 
 ingest_job = dg.define_asset_job(
     "ingest_job",
-    selection=dg.AssetSelection.groups("raw"),
-    description="Ingest every new file in the landing folder into the raw layer.",
+    selection=dg.AssetSelection.groups("raw", "reference"),
+    description="Ingest every new file in the landing folder into the raw layer; refresh reference tables.",
     tags=WAREHOUSE_WRITE_TAGS,
 )
 
-flywheel_job = dg.define_asset_job(
-    "flywheel_job",
-    selection=dg.AssetSelection.all() - dg.AssetSelection.groups("landing"),
-    description="The whole flywheel: ingest, then every downstream layer.",
-    tags=WAREHOUSE_WRITE_TAGS,
-)
-
-daily_flywheel_schedule = dg.ScheduleDefinition(
-    name="daily_flywheel",
-    job=flywheel_job,
+daily_ingest_schedule = dg.ScheduleDefinition(
+    name="daily_ingest",
+    job=ingest_job,
     cron_schedule="0 3 * * *",
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Every day at 03:00 UTC: pick up anything the sensor missed and refresh every layer.",
+    description="Every day at 03:00 UTC: pick up anything the sensor missed (the days it touches are rebuilt).",
 )
 
 

@@ -1,0 +1,21 @@
+-- description: One row per feedback event, with its signal normalized to a score in [0, 1] (1 = good).
+SELECT
+    feedback_id,
+    request_id,
+    event_date,
+    ts,
+    feedback_type,
+    source,
+    thumb,
+    rating,
+    rating_scale,
+    correction,
+    success,
+    comment,
+    CASE feedback_type
+        WHEN 'thumbs' THEN CASE thumb WHEN 'up' THEN 1.0 ELSE 0.0 END
+        WHEN 'rating' THEN rating / coalesce(rating_scale, 5.0)
+        WHEN 'task_success' THEN success::DOUBLE
+        WHEN 'correction' THEN 0.0  -- a correction says the response needed one
+    END AS score
+FROM raw.feedback

@@ -1,0 +1,60 @@
+-- materialized: incremental
+-- partition_by: event_date
+-- description: One row per interaction of the day: texts, hashes, tokens and cost filled in (and marked so).
+WITH day AS (
+    SELECT * FROM raw.interactions WHERE event_date = getvariable('partition_date')
+),
+texts AS (
+    SELECT
+        day.*,
+        array_to_string(list_transform(list_filter(messages, m -> m.role IN ('system', 'developer')),
+                                       m -> m.content), chr(10)) AS system_prompt,
+        list_filter(messages, m -> m.role = 'user')[-1].content AS prompt_text,
+        array_to_string(list_transform(messages, m -> m.role || ': ' || coalesce(m.content, '')), chr(10))
+            AS conversation_text,
+        response.content AS response_text,
+        list_sum(list_transform(messages, m -> length(coalesce(m.content, '')))) AS prompt_chars
+    FROM day
+)
+SELECT
+    t.request_id,
+    t.event_date,
+    t.ts,
+    t.app_id,
+    t.model,
+    coalesce(t.provider, p.provider) AS provider,
+    p.canonical_model,
+    t.status,
+    t.error,
+    t.system_prompt,
+    t.prompt_text,
+    t.conversation_text,
+    t.response_text,
+    t.messages,
+    t.response,
+    len(t.messages) AS n_messages,
+    md5(lower(trim(regexp_replace(coalesce(t.prompt_text, ''), '\s+', ' ', 'g')))) AS prompt_hash,
+    md5(lower(trim(regexp_replace(coalesce(t.prompt_text, ''), '\s+', ' ', 'g'))) || chr(31)
+        || lower(trim(regexp_replace(coalesce(t.response_text, ''), '\s+', ' ', 'g')))) AS prompt_response_hash,
+    t.latency_ms,
+    coalesce(t.tokens_in, estimate_tokens(t.prompt_chars, len(t.messages))) AS tokens_in,
+    coalesce(t.tokens_out, CASE WHEN t.response IS NOT NULL
+                                THEN estimate_tokens(length(coalesce(t.response_text, '')), 1) END) AS tokens_out,
+    CASE WHEN t.tokens_in IS NOT NULL THEN 'logged' ELSE 'estimated' END AS tokens_source,
+    coalesce(
+        t.cost_usd,
+        (coalesce(t.tokens_in, estimate_tokens(t.prompt_chars, len(t.messages))) * p.input_per_mtok
+         + coalesce(t.tokens_out, estimate_tokens(length(coalesce(t.response_text, '')), 1)) * p.output_per_mtok)
+        / 1e6
+    ) AS cost_usd,
+    CASE WHEN t.cost_usd IS NOT NULL THEN 'logged'
+         WHEN p.model IS NOT NULL THEN 'price_table'
+         ELSE 'unknown' END AS cost_source,
+    t.user_hash,
+    t.session_hash,
+    t.tags,
+    t.metadata,
+    t.source_file,
+    t.source_line
+FROM texts t
+LEFT JOIN reference.model_prices p ON p.model = t.model
