@@ -12,7 +12,10 @@ from flywheel.settings import Home
 
 
 class WarehouseResource(dg.ConfigurableResource):
-    """The DuckDB warehouse under FLYWHEEL_HOME (embedded default)."""
+    """The DuckDB warehouse under FLYWHEEL_HOME (embedded default).
+
+    `home` empty means: read FLYWHEEL_HOME when the run executes, not when the code location loads.
+    """
 
     home: str = ""
 
@@ -31,7 +34,7 @@ class WarehouseResource(dg.ConfigurableResource):
 
 def resources_for(deployment: str) -> dict[str, object]:
     # One entry per deployment; the scale-out profile (DuckLake on PostgreSQL) adds its own here.
-    by_deployment = {"local": {"warehouse": WarehouseResource(home=dg.EnvVar("FLYWHEEL_HOME").get_value(""))}}
+    by_deployment = {"local": {"warehouse": WarehouseResource()}}
     if deployment not in by_deployment:
         raise ValueError(f"unknown FLYWHEEL_DEPLOYMENT {deployment!r}; known: {sorted(by_deployment)}")
     return by_deployment[deployment]

@@ -116,3 +116,19 @@ def test_the_schedules_run_ingestion_and_yesterdays_models(home, instance):
 
     assert (daily_ingest_schedule.cron_schedule, daily_ingest_schedule.job_name) == ("0 3 * * *", "ingest_job")
     assert daily_models_schedule.job_name == "daily_models_job"
+
+
+def test_error_expectations_block_downstream_models_and_report_failures(home, instance):
+    bad = interaction("slow", timestamp="2026-11-20T11:00:00Z", latency_ms=9_000_000.0)
+    write_lines(home.landing / "a.jsonl", [interaction("ok", timestamp="2026-11-20T10:00:00Z"), bad])
+    assert _materialize(instance).success
+    result = _defs().resolve_job_def("daily_models_job").execute_in_process(
+        instance=instance, partition_key="2026-11-20", raise_on_error=False)
+    checks = {(c.asset_key.to_user_string(), c.check_name): c for c in result.get_asset_check_evaluations()}
+    error = checks[("staging/stg_interactions", "expectations_error")]
+    assert not error.passed and error.metadata["failing_rows"].value == 1
+    assert "latency_ms" in error.metadata["failures"].value and "slow" in error.metadata["failures"].value
+    assert checks[("staging/stg_interactions", "expectations_warn")].passed
+    materialized = {m.asset_key.to_user_string() for m in result.get_asset_materialization_events()}
+    assert "staging/stg_interactions" in materialized
+    assert "intermediate/int_interactions" not in materialized  # blocked by the failing ERROR check

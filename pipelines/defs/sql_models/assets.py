@@ -5,12 +5,14 @@ Incremental models are partitioned by day.
 """
 
 import hashlib
+import json
 import os
 from datetime import date
 
 import dagster as dg
 
 from flywheel import reports
+from flywheel.quality import SuiteOutcome, check_relation, has_suite, suite_path
 from flywheel.reference import write_model_prices
 from flywheel.sqlmodels import SqlModel, load_models, materialize
 from pipelines.resources import WarehouseResource
@@ -44,11 +46,40 @@ def model_prices(context: dg.AssetExecutionContext, warehouse: WarehouseResource
     return dg.MaterializeResult(metadata={**counts, "unpriced_models": ", ".join(unpriced) or "none"})
 
 
+def _check_results(outcome: SuiteOutcome) -> list[dg.AssetCheckResult]:
+    results = []
+    for check, severity, dg_severity in (("expectations_error", "critical", dg.AssetCheckSeverity.ERROR),
+                                         ("expectations_warn", "warning", dg.AssetCheckSeverity.WARN)):
+        mine = [o for o in outcome.outcomes if o.severity == severity]
+        failing = [o for o in mine if not o.success]
+        rows = [(o.expectation, o.column, o.unexpected_count, o.error or json.dumps(o.examples, default=str)[:200])
+                for o in failing]
+        results.append(dg.AssetCheckResult(
+            check_name=check, passed=not failing, severity=dg_severity,
+            metadata={
+                "suite": outcome.suite, "rows_checked": outcome.rows, "expectations": len(mine),
+                "failing_expectations": len(failing),
+                "failing_rows": sum(o.unexpected_count for o in failing),
+                "failures": dg.MetadataValue.md(reports.markdown_table(
+                    ("expectation", "column", "unexpected", "examples"), rows) if rows else "none"),
+            },
+        ))
+    return results
+
+
 def _asset_for(model: SqlModel) -> dg.AssetsDefinition:
     incremental = model.materialized == "incremental"
+    key = dg.AssetKey([model.layer, model.name])
+    checks = [
+        dg.AssetCheckSpec("expectations_error", asset=key, blocking=True,
+                          description=f"ERROR expectations of {suite_path(model.relation).name}: block downstream"),
+        dg.AssetCheckSpec("expectations_warn", asset=key,
+                          description=f"WARN expectations of {suite_path(model.relation).name}: reported"),
+    ] if has_suite(model.relation) else []
 
     @dg.asset(
-        key=[model.layer, model.name],
+        key=key,
+        check_specs=checks,
         deps=[dg.AssetKey(list(ref)) for ref in model.depends_on],
         partitions_def=DAILY if incremental else None,
         group_name=model.layer,
@@ -66,14 +97,18 @@ def _asset_for(model: SqlModel) -> dg.AssetsDefinition:
             cursor = con.execute(f"SELECT * FROM {model.relation} {where} LIMIT 5")
             columns = [d[0] for d in cursor.description]
             preview = reports.markdown_table(columns[:8], [row[:8] for row in cursor.fetchall()])
+            outcome = check_relation(con, model.relation, day) if checks else None
         finally:
             con.close()
-        return dg.MaterializeResult(metadata={
-            "rows_written": result.rows_written,
-            "rows_total": result.rows_total,
-            "materialized": model.materialized,
-            "preview": dg.MetadataValue.md(preview),
-        })
+        return dg.MaterializeResult(
+            metadata={
+                "rows_written": result.rows_written,
+                "rows_total": result.rows_total,
+                "materialized": model.materialized,
+                "preview": dg.MetadataValue.md(preview),
+            },
+            check_results=_check_results(outcome) if outcome else None,
+        )
 
     return build
 

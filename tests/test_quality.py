@@ -1,0 +1,82 @@
+"""Great Expectations suites on real partitions: a clean batch passes, planted bad rows fail by name."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from flywheel.ingest import ingest_file
+from flywheel.quality import check_relation
+from flywheel.reference import write_model_prices
+from flywheel.sqlmodels import load_models, materialize
+from tests.factories import feedback, interaction, write_lines
+
+RAW = {("raw", "interactions"), ("raw", "feedback"), ("raw", "quarantine"), ("reference", "model_prices")}
+DAY = date(2026, 11, 20)
+
+
+def build(con, tmp_path, events, name="in.jsonl"):
+    ingest_file(con, write_lines(tmp_path / name, events))
+    write_model_prices(con)
+    for model in load_models(sources=RAW):
+        materialize(con, model, DAY if model.materialized == "incremental" else None)
+
+
+def failed(outcome, severity):
+    return {(o.expectation, o.column) for o in outcome.failures(severity)}
+
+
+@pytest.fixture(scope="module")
+def clean_day():
+    return [interaction(f"r{i}", timestamp=f"2026-11-20T10:{i:02d}:00Z") for i in range(20)]
+
+
+def test_a_clean_partition_passes_every_expectation(con, tmp_path, clean_day):
+    build(con, tmp_path, [*clean_day, feedback("r1")])
+    outcome = check_relation(con, "staging.stg_interactions", DAY)
+    assert outcome.rows == 20 and outcome.passed
+    assert failed(outcome, "warning") == set()
+    assert all(o.error is None for o in outcome.outcomes)
+    assert check_relation(con, "staging.stg_feedback").passed
+
+
+def test_planted_bad_rows_fail_the_error_expectations_with_examples(con, tmp_path, clean_day):
+    bad = [
+        interaction("slow", timestamp="2026-11-20T11:00:00Z", latency_ms=9_000_000.0),
+        interaction("order", timestamp="2026-11-20T11:01:00Z",
+                    messages=[{"role": "assistant", "content": "hi"}, {"role": "user", "content": "?"}]),
+        interaction("tool", timestamp="2026-11-20T11:02:00Z",
+                    messages=[{"role": "user", "content": "x"}, {"role": "tool", "tool_call_id": "c", "content": "y"}]),
+        interaction("house", timestamp="2026-11-20T11:03:00Z", model="house-model-7"),
+    ]
+    build(con, tmp_path, [*clean_day, *bad])
+    outcome = check_relation(con, "staging.stg_interactions", DAY)
+    assert not outcome.passed
+    assert failed(outcome, "critical") == {
+        ("expect_column_values_to_be_between", "latency_ms"),
+        ("expect_column_values_to_be_in_set", "message_order_valid"),
+    }
+    assert failed(outcome, "warning") == {("expect_column_values_to_be_in_set", "known_model")}
+    order = next(o for o in outcome.outcomes if o.column == "message_order_valid")
+    assert order.unexpected_count == 2
+    assert {e["request_id"] for e in order.examples} == {"order", "tool"}
+
+
+def test_a_day_with_a_timestamp_in_the_future_fails(con, tmp_path, clean_day):
+    day = date(2099, 1, 1)
+    ingest_file(con, write_lines(tmp_path / "f.jsonl", [interaction("future", timestamp="2099-01-01T00:00:00Z")]))
+    write_model_prices(con)
+    for model in load_models(sources=RAW):
+        materialize(con, model, day if model.materialized == "incremental" else None)
+    outcome = check_relation(con, "staging.stg_interactions", day)
+    assert failed(outcome, "critical") == {("expect_column_values_to_be_in_set", "in_future")}
+
+
+def test_orphaned_feedback_warns_only_after_its_grace_period(con, tmp_path, clean_day):
+    build(con, tmp_path, [*clean_day, feedback("ghost-old", timestamp="2020-01-01T00:00:00Z"),
+                          feedback("ghost-new", timestamp="2099-01-01T00:00:00Z")])
+    outcome = check_relation(con, "staging.stg_feedback")
+    assert outcome.passed  # a warning, not an error
+    orphans = next(o for o in outcome.outcomes if o.column == "orphan_past_grace")
+    assert (orphans.success, orphans.unexpected_count) == (False, 1)
