@@ -5,20 +5,12 @@ from __future__ import annotations
 import duckdb
 import pyarrow as pa
 
-from flywheel.pricing import CHARS_PER_TOKEN, TOKENS_PER_MESSAGE, PriceTable, default_price_table
+from flywheel.pricing import PriceTable, default_price_table
 
 MODEL_PRICES_SCHEMA = pa.schema([
     ("model", pa.string()), ("canonical_model", pa.string()), ("provider", pa.string()),
     ("input_per_mtok", pa.float64()), ("output_per_mtok", pa.float64()),
 ])
-
-
-def ensure_macros(con: duckdb.DuckDBPyConnection) -> None:
-    """SQL spellings of rules that live in Python, so that both use the same constants."""
-    con.execute(f"""
-        CREATE OR REPLACE MACRO estimate_tokens(chars, n_messages) AS
-            CAST(round(chars / {CHARS_PER_TOKEN}) AS BIGINT) + {TOKENS_PER_MESSAGE} * n_messages
-    """)
 
 
 def write_model_prices(con: duckdb.DuckDBPyConnection, prices: PriceTable | None = None) -> dict[str, int]:
@@ -35,5 +27,4 @@ def write_model_prices(con: duckdb.DuckDBPyConnection, prices: PriceTable | None
     con.register("model_prices_rows", table)
     con.execute("CREATE OR REPLACE TABLE reference.model_prices AS SELECT * FROM model_prices_rows")
     con.unregister("model_prices_rows")
-    ensure_macros(con)
     return {"priced": len(rows), "unpriced": len(names) - len(rows)}

@@ -25,6 +25,7 @@ import duckdb
 import sqlglot
 from sqlglot import exp
 
+from flywheel import sqlfunctions
 from flywheel.settings import REPO_ROOT
 
 MODELS_DIR = REPO_ROOT / "dbt_like_sql"
@@ -129,6 +130,7 @@ class Materialization:
 
 def materialize(con: duckdb.DuckDBPyConnection, model: SqlModel, partition: date | None = None) -> Materialization:
     """Build a model; for an incremental one, replace exactly the rows of `partition`."""
+    sqlfunctions.register(con)
     con.execute(f"CREATE SCHEMA IF NOT EXISTS {model.layer}")
     if model.materialized == "view":
         con.execute(f"CREATE OR REPLACE VIEW {model.relation} AS {model.sql}")

@@ -17,6 +17,7 @@ EXPECTED_ASSET_KEYS = {
     "reference/model_prices",
     "staging/stg_interactions",
     "staging/stg_feedback",
+    "staging/stg_redactions",
     "intermediate/int_feedback_by_request",
     "intermediate/int_interactions",
 }

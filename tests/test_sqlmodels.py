@@ -125,3 +125,24 @@ def test_an_incremental_model_that_ignores_its_partition_is_refused(con, tmp_pat
     with pytest.raises(ModelError, match="1 rows fall outside partition 2026-11-20"):
         materialize(con, model, date(2026, 11, 20))
     assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'all_days'").fetchall() == [(0,)]
+
+
+def test_staging_holds_only_redacted_text_and_counts_what_it_redacted(con, tmp_path):
+    leaky = interaction(
+        "leak", timestamp="2026-11-20T08:00:00Z",
+        messages=[{"role": "user", "content": "my key is sk-proj-abcdefghijklmnopqrstuvwxyz123456, mail me: x@y.io"}],
+        response={"role": "assistant", "content": "Call +1 415 555 0100 instead."},
+    )
+    ingest_file(con, write_lines(tmp_path / "leak.jsonl", [leaky, feedback("leak", feedback_type="correction",
+                                                                           thumb=None, correction="write z@q.org")]))
+    write_model_prices(con)
+    _build(con, date(2026, 11, 20))
+    prompt, response, first = con.execute("""SELECT prompt_text, response_text, messages[1].content
+                                             FROM staging.stg_interactions""").fetchall()[0]
+    assert prompt == first == "my key is [API_KEY], mail me: [EMAIL]"
+    assert response == "Call [PHONE] instead."
+    assert con.execute("SELECT correction FROM staging.stg_feedback").fetchall() == [("write [EMAIL]",)]
+    counts = con.execute("SELECT field, kind, redactions FROM staging.stg_redactions ORDER BY ALL").fetchall()
+    assert counts == [("prompt", "API_KEY", 1), ("prompt", "EMAIL", 1), ("response", "PHONE", 1)]
+    raw = con.execute("SELECT messages[1].content FROM raw.interactions").fetchall()[0][0]
+    assert "sk-proj-" in raw  # the raw layer keeps what was logged

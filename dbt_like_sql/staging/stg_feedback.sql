@@ -9,9 +9,9 @@ SELECT
     thumb,
     rating,
     rating_scale,
-    correction,
+    redact(correction) AS correction,
     success,
-    comment,
+    redact(comment) AS comment,
     CASE feedback_type
         WHEN 'thumbs' THEN CASE thumb WHEN 'up' THEN 1.0 ELSE 0.0 END
         WHEN 'rating' THEN rating / coalesce(rating_scale, 5.0)

@@ -1,8 +1,22 @@
 -- materialized: incremental
 -- partition_by: event_date
--- description: One row per interaction of the day: texts, hashes, tokens and cost filled in (and marked so).
+-- description: One row per interaction of the day, redacted: texts, hashes, tokens and cost filled in (and marked so).
+-- Everything downstream reads this redacted text; the raw text stays in raw.interactions only.
 WITH day AS (
-    SELECT * FROM raw.interactions WHERE event_date = getvariable('partition_date')
+    SELECT * REPLACE (
+        list_transform(messages, m -> struct_update(m,
+            content := redact(m.content),
+            tool_calls := coalesce(TRY_CAST(redact(m.tool_calls::VARCHAR) AS JSON), to_json(redact(m.tool_calls::VARCHAR)))
+        )) AS messages,
+        struct_update(response,
+            content := redact(response.content),
+            refusal := redact(response.refusal),
+            tool_calls := coalesce(TRY_CAST(redact(response.tool_calls::VARCHAR) AS JSON),
+                                   to_json(redact(response.tool_calls::VARCHAR)))
+        ) AS response,
+        redact(error) AS error
+    )
+    FROM raw.interactions WHERE event_date = getvariable('partition_date')
 ),
 texts AS (
     SELECT

@@ -1,0 +1,29 @@
+"""Functions the SQL models call, defined from the Python that owns each rule (one definition of each)."""
+
+from __future__ import annotations
+
+import duckdb
+import pyarrow as pa
+
+from flywheel.pricing import CHARS_PER_TOKEN, TOKENS_PER_MESSAGE
+from flywheel.redact import PLACEHOLDER_PATTERN, redact
+
+
+def _redact_array(texts: pa.Array) -> pa.Array:
+    return pa.array([redact(text) for text in texts.to_pylist()], pa.string())
+
+
+def register(con: duckdb.DuckDBPyConnection) -> None:
+    """Make `redact(text)`, `redacted_kinds(text)` and `estimate_tokens(chars, n_messages)` callable here."""
+    con.execute(f"""
+        CREATE OR REPLACE TEMP MACRO estimate_tokens(chars, n_messages) AS
+            CAST(round(chars / {CHARS_PER_TOKEN}) AS BIGINT) + {TOKENS_PER_MESSAGE} * n_messages
+    """)
+    con.execute(f"""
+        CREATE OR REPLACE TEMP MACRO redacted_kinds(text) AS regexp_extract_all(text, '{PLACEHOLDER_PATTERN}', 1)
+    """)
+    try:
+        con.remove_function("redact")
+    except duckdb.InvalidInputException:  # not registered on this connection yet
+        pass
+    con.create_function("redact", _redact_array, ["VARCHAR"], "VARCHAR", type="arrow", side_effects=False)
