@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import duckdb
 import pyarrow as pa
 
@@ -22,8 +24,6 @@ def register(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(f"""
         CREATE OR REPLACE TEMP MACRO redacted_kinds(text) AS regexp_extract_all(text, '{PLACEHOLDER_PATTERN}', 1)
     """)
-    try:
+    with contextlib.suppress(duckdb.InvalidInputException):  # not registered on this connection yet
         con.remove_function("redact")
-    except duckdb.InvalidInputException:  # not registered on this connection yet
-        pass
     con.create_function("redact", _redact_array, ["VARCHAR"], "VARCHAR", type="arrow", side_effects=False)

@@ -59,8 +59,8 @@ def planted(rng: random.Random) -> tuple[str, str, str]:
     if kind == "slack":
         return kind, f"xoxb-{rng.randint(10**11, 10**12)}-{rng.randint(10**11, 10**12)}-{_token(rng, 24)}", "API_KEY"
     if kind == "jwt":
-        return kind, "eyJhbGciOiJIUzI1NiJ9.eyJ" + _token(rng, 30) + "." + _token(rng, 43, string.ascii_letters + "_-"), \
-            "JWT"
+        signature = _token(rng, 43, string.ascii_letters + "_-")
+        return kind, "eyJhbGciOiJIUzI1NiJ9.eyJ" + _token(rng, 30) + "." + signature, "JWT"
     if kind == "private_key":
         return kind, "-----BEGIN RSA PRIVATE KEY-----\n" + "\n".join(_token(rng, 64) for _ in range(4)) \
             + "\n-----END RSA PRIVATE KEY-----", "PRIVATE_KEY"
