@@ -20,6 +20,8 @@ EXPECTED_ASSET_KEYS = {
     "staging/stg_redactions",
     "intermediate/int_feedback_by_request",
     "intermediate/int_interactions",
+    "intermediate/int_cluster_members",
+    "dedup/clusters",
 }
 
 

@@ -13,7 +13,8 @@ from flywheel.reference import write_model_prices
 from flywheel.sqlmodels import MODELS_DIR, ModelError, load_models, materialize
 from tests.factories import feedback, interaction, write_lines
 
-RAW = {("raw", "interactions"), ("raw", "feedback"), ("raw", "quarantine"), ("reference", "model_prices")}
+RAW = {("raw", "interactions"), ("raw", "feedback"), ("raw", "quarantine"), ("reference", "model_prices"),
+       ("dedup", "clusters")}
 
 
 def write_model(root: Path, layer: str, name: str, sql: str) -> Path:
@@ -75,8 +76,12 @@ def _warehouse_with_two_days(con, tmp_path):
 
 
 def _build(con, day: date) -> dict[str, int]:
+    from flywheel.dedup import MinHasher, dedup_day
+
     written = {}
     for model in load_models(sources=RAW):
+        if model.relation == "intermediate.int_cluster_members":
+            dedup_day(con, day, MinHasher())
         result = materialize(con, model, day if model.materialized == "incremental" else None)
         written[model.relation] = result.rows_written
     return written

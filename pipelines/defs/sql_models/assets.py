@@ -12,6 +12,7 @@ from datetime import date
 import dagster as dg
 
 from flywheel import reports
+from flywheel.dedup import DedupConfig, MinHasher, dedup_day
 from flywheel.quality import SuiteOutcome, check_relation, has_suite, suite_path
 from flywheel.reference import write_model_prices
 from flywheel.sqlmodels import SqlModel, load_models, materialize
@@ -21,7 +22,8 @@ WAREHOUSE_POOL = "warehouse"
 DAILY = dg.DailyPartitionsDefinition(
     start_date=os.environ.get("FLYWHEEL_START_DATE", "2025-01-01"), timezone="UTC", end_offset=1
 )
-SOURCES = {("raw", "interactions"), ("raw", "feedback"), ("raw", "quarantine"), ("reference", "model_prices")}
+SOURCES = {("raw", "interactions"), ("raw", "feedback"), ("raw", "quarantine"), ("reference", "model_prices"),
+           ("dedup", "clusters")}
 
 
 @dg.asset(
@@ -44,6 +46,33 @@ def model_prices(context: dg.AssetExecutionContext, warehouse: WarehouseResource
     if unpriced:
         context.log.warning(f"models without a price (add them to schemas/prices.yaml): {unpriced}")
     return dg.MaterializeResult(metadata={**counts, "unpriced_models": ", ".join(unpriced) or "none"})
+
+
+@dg.asset(
+    key=["dedup", "clusters"],
+    deps=[dg.AssetKey(["staging", "stg_interactions"])],
+    partitions_def=DAILY,
+    group_name="dedup",
+    kinds={"duckdb", "python"},
+    pool=WAREHOUSE_POOL,
+    description="Near-duplicate clusters of prompts (MinHash + LSH), matched against every earlier day; "
+                "cluster_id is the request_id of the cluster's earliest member.",
+)
+def near_duplicate_clusters(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    day = date.fromisoformat(context.partition_key)
+    con = warehouse.connect(context.log)
+    try:
+        result = dedup_day(con, day, MinHasher(DedupConfig()))
+        largest = con.execute("""SELECT cluster_id, count(*) AS members FROM dedup.clusters
+                                 WHERE cluster_id IN (SELECT cluster_id FROM dedup.clusters WHERE event_date = ?)
+                                 GROUP BY 1 ORDER BY 2 DESC LIMIT 5""", [day]).fetchall()
+    finally:
+        con.close()
+    return dg.MaterializeResult(metadata={
+        "texts": result.texts, "matched_earlier_days": result.matched_earlier, "new_clusters": result.new_clusters,
+        "merged_clusters": result.merged_clusters,
+        "largest_clusters": dg.MetadataValue.md(reports.markdown_table(("cluster_id", "members"), largest)),
+    })
 
 
 def _check_results(outcome: SuiteOutcome) -> list[dg.AssetCheckResult]:

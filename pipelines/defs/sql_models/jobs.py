@@ -9,7 +9,8 @@ from pipelines.defs.sql_models.assets import DAILY, SQL_MODELS
 
 daily_models_job = dg.define_asset_job(
     "daily_models_job",
-    selection=dg.AssetSelection.assets(*[dg.AssetKey([m.layer, m.name]) for m in SQL_MODELS]),
+    selection=dg.AssetSelection.assets(dg.AssetKey(["dedup", "clusters"]),
+                                       *[dg.AssetKey([m.layer, m.name]) for m in SQL_MODELS]),
     partitions_def=DAILY,
     description="Build every SQL model for one day (staging → intermediate → marts).",
     tags=WAREHOUSE_WRITE_TAGS,

@@ -1,0 +1,352 @@
+"""Near-duplicate detection: MinHash signatures, LSH banding, and clusters that persist across days.
+
+Texts are normalized (lower case, words), cut into k-word shingles, and each shingle is hashed once; the
+128 MinHash permutations are multiply-shift hashes evaluated for a whole batch at a time with numpy, which
+is what makes this fast enough for millions of prompts. LSH splits a signature into b bands of r rows
+(chosen for the threshold, as datasketch does); texts sharing a band's bucket are candidates, and a
+candidate pair is a match when its estimated Jaccard similarity reaches the threshold.
+
+Across days: each day's signatures and bucket keys are stored in the warehouse (`dedup.*`); a new day is
+matched against all earlier days through the stored buckets, without recomputing them. A cluster's id is
+the request_id of its earliest member, so it stays stable as the cluster grows; when a day links two
+earlier clusters, the later-founded one is merged into the earlier.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import zlib
+from dataclasses import dataclass
+from datetime import date
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+_MERSENNE = np.uint64((1 << 61) - 1)
+
+
+@dataclass(frozen=True)
+class DedupConfig:
+    threshold: float = 0.8
+    num_perm: int = 128
+    shingle_words: int = 5
+    seed: int = 1
+
+    @property
+    def bands(self) -> tuple[int, int]:
+        return optimal_bands(self.threshold, self.num_perm)
+
+
+def optimal_bands(threshold: float, num_perm: int, weights: tuple[float, float] = (0.1, 0.9)) -> tuple[int, int]:
+    """(bands, rows) minimizing the weighted false-positive and false-negative areas, as datasketch does.
+
+    False negatives weigh more by default: a missed pair is lost for good, while every candidate is verified
+    (exactly where it is close to the threshold), so an extra candidate only costs a comparison.
+    """
+    grid = np.linspace(0, 1, 201)
+    best, best_error = (1, num_perm), float("inf")
+    for bands in range(1, num_perm + 1):
+        for rows in range(1, num_perm // bands + 1):
+            probability = 1 - (1 - grid**rows) ** bands
+            false_pos = np.trapezoid(probability[grid < threshold], grid[grid < threshold])
+            false_neg = np.trapezoid(1 - probability[grid >= threshold], grid[grid >= threshold])
+            error = weights[0] * false_pos + weights[1] * false_neg
+            if error < best_error:
+                best, best_error = (bands, rows), error
+    return best
+
+
+# ASCII punctuation becomes space and letters lower case, so that "Time." and "time" are one word; the
+# whole batch is one bytes object, so this and the split into words run in C, not per text in Python.
+_NORMALIZE = bytes(
+    32 if chr(c) in "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~" else ord(chr(c).lower()) if c < 128 else c
+    for c in range(256)
+)
+_SEPARATOR = b" \x01 "  # between texts: a word of its own that no text contains after normalization
+
+
+class MinHasher:
+    def __init__(self, config: DedupConfig = DedupConfig()) -> None:
+        self.config = config
+        rng = np.random.default_rng(config.seed)
+        self._a = (rng.integers(1, 1 << 63, config.num_perm, dtype=np.uint64) | np.uint64(1))  # odd multipliers
+        self._b = rng.integers(0, 1 << 63, config.num_perm, dtype=np.uint64)
+        k = config.shingle_words
+        self._powers = np.array([pow(1_000_003, k - 1 - j, 1 << 64) for j in range(k)], dtype=np.uint64)
+        bands, rows = config.bands
+        self._band_mult = rng.integers(1, 1 << 63, (bands, rows), dtype=np.uint64)
+
+    def shingles(self, texts: list[str | None]) -> tuple[np.ndarray, np.ndarray]:
+        """Hashes of every k-word shingle of a batch of texts, with the index of the text each belongs to.
+
+        Words are hashed once per distinct word in the batch; shingles are rolling sums over the whole
+        batch at once, keeping only the windows that stay inside one text. A text shorter than k words is
+        one shingle of all its words (an empty text has none).
+        """
+        k = self.config.shingle_words
+        joined = _SEPARATOR.join((t or "").replace("\x01", " ").encode() for t in texts)
+        tokens = np.array(joined.translate(_NORMALIZE).split(), dtype=object)
+        ids, vocabulary = pd.factorize(tokens)  # each distinct word once, in C
+        separator = np.flatnonzero(vocabulary == b"\x01")
+        is_separator = ids == separator[0] if len(separator) else np.zeros(len(ids), dtype=bool)
+        owner_all = np.cumsum(is_separator)
+        keep = ~is_separator
+        ids, owner = ids[keep], owner_all[keep]
+        lengths = np.bincount(owner, minlength=len(texts)).astype(np.int64)
+        word_hash = np.fromiter((zlib.crc32(w) for w in vocabulary), np.uint64, len(vocabulary))[ids]
+        tokens = ids  # one entry per word, for the length checks below
+        parts, owners = [], []
+        if len(tokens) >= k:
+            windows = np.lib.stride_tricks.sliding_window_view(word_hash, k)
+            inside = owner[: len(owner) - k + 1] == owner[k - 1:]
+            parts.append((windows[inside] * self._powers).sum(axis=1))
+            owners.append(owner[: len(owner) - k + 1][inside])
+        short = np.nonzero((lengths > 0) & (lengths < k))[0]
+        if len(short):
+            starts = np.r_[0, np.cumsum(lengths)[:-1]]
+            parts.append(np.array([(word_hash[starts[i]:starts[i] + lengths[i]] * self._powers[k - lengths[i]:]).sum()
+                                   for i in short], dtype=np.uint64))
+            owners.append(short)
+        if not parts:
+            return np.empty(0, np.uint64), np.empty(0, np.int64)
+        return np.concatenate(parts), np.concatenate(owners)
+
+    def sketch(self, texts: list[str | None], chunk_docs: int = 5_000) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Signatures, and each text's exact set of shingle hashes (sorted), for exact comparisons."""
+        signatures = np.empty((len(texts), self.config.num_perm), dtype=np.uint32)
+        sets: list[np.ndarray] = []
+        for start in range(0, len(texts), chunk_docs):
+            batch = texts[start:start + chunk_docs]
+            flat, owner = self.shingles(batch)
+            signatures[start:start + len(batch)] = self._one_permutation(flat, owner, len(batch))
+            order = np.lexsort((flat, owner))
+            flat, owner = flat[order], owner[order]
+            distinct = np.r_[True, (owner[1:] != owner[:-1]) | (flat[1:] != flat[:-1])] if len(flat) else []
+            flat, owner = flat[distinct], owner[distinct]
+            sets.extend(np.split(flat, np.searchsorted(owner, np.arange(1, len(batch)))))
+        return signatures, sets
+
+    def signatures(self, texts: list[str | None], chunk_docs: int = 5_000) -> np.ndarray:
+        """One MinHash signature (num_perm uint32 values) per text, by one-permutation hashing.
+
+        Each shingle is hashed once (multiply-shift, 64 bits); its top bits pick one of num_perm bins and the
+        rest is its value; a bin keeps its minimum. Empty bins borrow from the next non-empty bin to the
+        right (rotation densification), which keeps the chance that two signatures agree in a bin equal to
+        the texts' Jaccard similarity. Cost: one hash per shingle instead of num_perm.
+        """
+        out = np.empty((len(texts), self.config.num_perm), dtype=np.uint32)
+        for start in range(0, len(texts), chunk_docs):
+            batch = texts[start:start + chunk_docs]
+            out[start:start + len(batch)] = self._one_permutation(*self.shingles(batch), len(batch))
+        return out
+
+    def _one_permutation(self, flat: np.ndarray, doc: np.ndarray, n_docs: int) -> np.ndarray:
+        m = self.config.num_perm
+        bits = int(m).bit_length() - 1
+        if 1 << bits != m:
+            raise ValueError("num_perm must be a power of two for one-permutation hashing")
+        hashed = flat * self._a[0] + self._b[0]
+        bins = (hashed >> np.uint64(64 - bits)).astype(np.int64)
+        values = ((hashed >> np.uint64(64 - bits - 32)) & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+        empty = np.uint32(0xFFFFFFFF)
+        signature = np.full((n_docs, m), empty, dtype=np.uint32)
+        # the minimum per (text, bin): sort on (cell, value) packed in one integer, keep each cell's first
+        cell = doc * m + bins
+        packed = np.sort((cell.astype(np.uint64) << np.uint64(32)) | values.astype(np.uint64))
+        cells = (packed >> np.uint64(32)).astype(np.int64)
+        first = np.r_[True, cells[1:] != cells[:-1]]
+        signature.reshape(-1)[cells[first]] = (packed[first] & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+        missing = signature == empty
+        if missing.any():
+            # for each bin, the nearest filled bin at or to the right of it (circularly), and how far it is
+            doubled = np.concatenate([~missing, ~missing], axis=1)
+            index = np.where(doubled, np.arange(2 * m)[None, :], 2 * m)
+            nearest = np.minimum.accumulate(index[:, ::-1], axis=1)[:, ::-1][:, :m]
+            rows, gaps = np.nonzero(missing)
+            source = nearest[rows, gaps]
+            filled = source < 2 * m  # a text with no shingles at all keeps the empty signature
+            rows, gaps, source = rows[filled], gaps[filled], source[filled]
+            offset = (source - gaps).astype(np.uint32)
+            signature[rows, gaps] = signature[rows, source % m] + offset * np.uint32(0x9E3779B1)
+        return signature
+
+    def band_keys(self, signatures: np.ndarray) -> np.ndarray:
+        """Bucket key of each band of each signature: shape (texts, bands)."""
+        bands, rows = self.config.bands
+        banded = signatures[:, : bands * rows].astype(np.uint64).reshape(len(signatures), bands, rows)
+        return (banded * self._band_mult[None, :, :]).sum(axis=2)
+
+
+def similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Estimated Jaccard similarity of signature rows a[i] and b[i]."""
+    return (a == b).mean(axis=-1)
+
+
+def jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    union = len(np.union1d(a, b))
+    return len(np.intersect1d(a, b, assume_unique=True)) / union if union else 1.0
+
+
+def pair_similarity(sig_a: np.ndarray, sig_b: np.ndarray, sets_a: list, sets_b: list, threshold: float,
+                    margin: float = 0.2) -> np.ndarray:
+    """Similarity of each pair: the signatures' estimate, made exact (from the shingle sets, where both are
+    known) for the pairs whose estimate is within `margin` of the threshold, where the estimate may err."""
+    estimate = similarity(sig_a, sig_b)
+    for n in np.flatnonzero(np.abs(estimate - threshold) < margin):
+        a, b = sets_a[n], sets_b[n]
+        if a is not None and b is not None:
+            estimate[n] = jaccard(a, b)
+    return estimate
+
+
+class _UnionFind:
+    def __init__(self) -> None:
+        self.parent: dict[str, str] = {}
+
+    def find(self, x: str) -> str:
+        self.parent.setdefault(x, x)
+        while self.parent[x] != x:
+            self.parent[x] = self.parent[self.parent[x]]
+            x = self.parent[x]
+        return x
+
+    def union(self, a: str, b: str) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+
+def candidate_pairs(keys: np.ndarray) -> np.ndarray:
+    """Index pairs (i, j), i < j, that share at least one band bucket (each bucket linked as a star)."""
+    pairs = []
+    for band in range(keys.shape[1]):
+        column = keys[:, band]
+        order = np.argsort(column, kind="stable")
+        sorted_keys = column[order]
+        starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
+        sizes = np.diff(np.r_[starts, len(order)])
+        for start, size in zip(starts[sizes > 1], sizes[sizes > 1], strict=True):
+            members = order[start:start + size]
+            pairs.append(np.stack([np.full(size - 1, members[0]), members[1:]], axis=1))
+    if not pairs:
+        return np.empty((0, 2), dtype=np.int64)
+    return np.unique(np.sort(np.concatenate(pairs), axis=1), axis=0)
+
+
+def cluster(ids: list[str], signatures: np.ndarray, hasher: MinHasher,
+            sets: list[np.ndarray | None] | None = None) -> dict[str, str]:
+    """Cluster one batch on its own: id -> cluster root (the smallest id of its component)."""
+    pairs = candidate_pairs(hasher.band_keys(signatures))
+    sets = sets or [None] * len(ids)
+    if len(pairs):
+        scores = pair_similarity(signatures[pairs[:, 0]], signatures[pairs[:, 1]], [sets[i] for i in pairs[:, 0]],
+                                 [sets[j] for j in pairs[:, 1]], hasher.config.threshold)
+        matched = pairs[scores >= hasher.config.threshold]
+    else:
+        matched = pairs
+    groups = _UnionFind()
+    for i, j in matched:
+        groups.union(ids[i], ids[j])
+    return {i: groups.find(i) for i in ids}
+
+
+DEDUP_DDL = """
+CREATE SCHEMA IF NOT EXISTS dedup;
+CREATE TABLE IF NOT EXISTS dedup.signatures (request_id VARCHAR, event_date DATE, signature UINTEGER[],
+                                             shingles UBIGINT[]);  -- the exact set, for short texts only
+CREATE TABLE IF NOT EXISTS dedup.lsh_index (band USMALLINT, bucket UBIGINT, request_id VARCHAR, event_date DATE);
+-- cluster_id: the request_id of the cluster's earliest member; every later stage (sampling, splits) uses it.
+CREATE TABLE IF NOT EXISTS dedup.clusters (request_id VARCHAR, event_date DATE, cluster_id VARCHAR);
+"""
+
+
+@dataclass(frozen=True)
+class DayResult:
+    texts: int
+    matched_earlier: int
+    new_clusters: int
+    merged_clusters: int
+
+
+def dedup_day(con: duckdb.DuckDBPyConnection, day: date, hasher: MinHasher) -> DayResult:
+    """Assign a cluster_id to each interaction of `day`, matching it against this day and every stored day."""
+    con.execute(DEDUP_DDL)
+    rows = con.execute("""SELECT request_id, prompt_text FROM staging.stg_interactions
+                          WHERE event_date = ? ORDER BY ts, request_id""", [day]).fetchall()
+    ids = [r[0] for r in rows]
+    if rows:
+        signatures, sets = hasher.sketch([r[1] for r in rows])
+    else:
+        signatures, sets = np.empty((0, hasher.config.num_perm), np.uint32), []
+    # Sets are stored for short texts only (a prompt's handful of shingles); longer ones compare by signature.
+    small = [s if len(s) <= hasher.config.num_perm else None for s in sets]
+    keys = hasher.band_keys(signatures)
+    groups = _UnionFind()
+    local = cluster(ids, signatures, hasher, sets) if rows else {}
+    for request_id, root in local.items():
+        groups.union(request_id, root)
+
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for table in ("signatures", "lsh_index", "clusters"):
+            con.execute(f"DELETE FROM dedup.{table} WHERE event_date = ?", [day])
+        bands = keys.shape[1] if rows else 0
+        con.register("day_keys", pa.table({
+            "band": pa.array(np.tile(np.arange(bands, dtype=np.uint16), len(ids))),
+            "bucket": pa.array(keys.reshape(-1)),
+            "request_id": pa.array(np.repeat(np.array(ids, dtype=object), bands), pa.string()),
+        }))
+        earlier = con.execute("""
+            SELECT DISTINCT d.request_id, i.request_id, c.cluster_id, s.signature, s.shingles
+            FROM day_keys d JOIN dedup.lsh_index i USING (band, bucket)
+            JOIN dedup.clusters c ON c.request_id = i.request_id
+            JOIN dedup.signatures s ON s.request_id = i.request_id
+        """).fetchall()
+        position = {request_id: n for n, request_id in enumerate(ids)}
+        matched_earlier, earlier_clusters = set(), set()
+        if earlier:
+            theirs = np.array([e[3] for e in earlier], dtype=np.uint32)
+            mine_rows = [position[e[0]] for e in earlier]
+            scores = pair_similarity(signatures[mine_rows], theirs, [small[i] for i in mine_rows],
+                                     [np.array(e[4], dtype=np.uint64) if e[4] is not None else None for e in earlier],
+                                     hasher.config.threshold)
+            for (mine, _, cluster_id, _, _), sim in zip(earlier, scores, strict=True):
+                if sim >= hasher.config.threshold:
+                    groups.union(mine, cluster_id)
+                    matched_earlier.add(mine)
+                    earlier_clusters.add(cluster_id)
+        # Each component is named after its earliest cluster (earlier days first, then this day's order).
+        component_name: dict[str, str] = {}
+        for cluster_id in sorted(earlier_clusters, key=_founding_order(con)):
+            component_name.setdefault(groups.find(cluster_id), cluster_id)
+        for request_id in ids:
+            component_name.setdefault(groups.find(request_id), request_id)
+        merged = {c: component_name[groups.find(c)] for c in earlier_clusters if component_name[groups.find(c)] != c}
+        for old, new in merged.items():
+            con.execute("UPDATE dedup.clusters SET cluster_id = ? WHERE cluster_id = ?", [new, old])
+        con.register("day_rows", pa.table({
+            "request_id": pa.array(ids, pa.string()),
+            "signature": pa.array(list(signatures), pa.list_(pa.uint32())),
+            "shingles": pa.array([None if x is None else x for x in small], pa.list_(pa.uint64())),
+            "cluster_id": pa.array([component_name[groups.find(i)] for i in ids], pa.string()),
+        }))
+        con.execute("INSERT INTO dedup.signatures SELECT request_id, ?, signature, shingles FROM day_rows", [day])
+        con.execute("INSERT INTO dedup.clusters SELECT request_id, ?, cluster_id FROM day_rows", [day])
+        con.execute("INSERT INTO dedup.lsh_index SELECT band, bucket, request_id, ? FROM day_keys", [day])
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    finally:
+        for view in ("day_keys", "day_rows"):
+            with contextlib.suppress(duckdb.Error):
+                con.unregister(view)
+    new_clusters = sum(1 for i in ids if component_name[groups.find(i)] == i)
+    return DayResult(len(ids), len(matched_earlier), new_clusters, len(merged))
+
+
+def _founding_order(con: duckdb.DuckDBPyConnection):
+    founded = dict(con.execute("""SELECT cluster_id, min(event_date) FROM dedup.clusters GROUP BY 1""").fetchall())
+    return lambda cluster_id: (founded.get(cluster_id, date.max), cluster_id)

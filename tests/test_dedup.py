@@ -1,0 +1,113 @@
+"""Near-duplicate clusters: found within a day, matched across days without recomputing them, stable ids."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import numpy as np
+
+from flywheel.dedup import DedupConfig, MinHasher, cluster, dedup_day, jaccard
+from flywheel.ingest import ingest_file
+from flywheel.reference import write_model_prices
+from flywheel.sqlmodels import load_models, materialize
+from tests.factories import interaction, write_lines
+
+BASE = ("Our quarterly report shows revenue grew twelve percent while costs stayed flat across all regions and "
+        "the team expects similar growth next quarter if hiring continues as planned")
+
+
+def variant(n: int) -> str:
+    words = BASE.split()
+    words[n % len(words)] = words[n % len(words)].upper() + "!"  # case and punctuation are normalized away
+    return " ".join(words)
+
+
+def test_near_duplicates_share_a_cluster_and_different_texts_do_not():
+    texts = [BASE, variant(3), BASE + " thanks", "A completely different question about the weather in Paris today",
+             "A completely different question about the weather in Paris today?", "hello", ""]
+    hasher = MinHasher()
+    signatures, sets = hasher.sketch(texts)
+    ids = [f"t{i}" for i in range(len(texts))]
+    roots = cluster(ids, signatures, hasher, sets)
+    assert roots["t0"] == roots["t1"] == roots["t2"]
+    assert roots["t3"] == roots["t4"] != roots["t0"]
+    assert len({roots["t5"], roots["t6"], roots["t0"]}) == 3
+    # the estimate agrees with exact Jaccard on what it decided
+    assert jaccard(sets[0], sets[2]) >= 0.8 > jaccard(sets[0], sets[3])
+
+
+def test_a_stricter_threshold_splits_what_a_looser_one_joins():
+    texts = [BASE, BASE + " and more words appended to the end of it to lower the overlap further"]
+    loose, strict = MinHasher(DedupConfig(threshold=0.5)), MinHasher(DedupConfig(threshold=0.95))
+    for hasher, together in ((loose, True), (strict, False)):
+        signatures, sets = hasher.sketch(texts)
+        roots = cluster(["a", "b"], signatures, hasher, sets)
+        assert (roots["a"] == roots["b"]) is together
+
+
+def _stage(con, tmp_path, day: str, events: list[dict]) -> date:
+    ingest_file(con, write_lines(tmp_path / f"{day}.jsonl", events))
+    write_model_prices(con)
+    (staging,) = [m for m in load_models(sources={("raw", "interactions"), ("raw", "feedback"),
+                                                  ("reference", "model_prices"), ("dedup", "clusters"),
+                                                  ("raw", "quarantine")})
+                  if m.relation == "staging.stg_interactions"]
+    when = date.fromisoformat(day)
+    materialize(con, staging, when)
+    return when
+
+
+def ask(request_id: str, day: str, text: str, minute: int = 0) -> dict:
+    return interaction(request_id, timestamp=f"{day}T10:{minute:02d}:00Z",
+                       messages=[{"role": "user", "content": text}])
+
+
+def clusters(con) -> dict[str, str]:
+    return dict(con.execute("SELECT request_id, cluster_id FROM dedup.clusters").fetchall())
+
+
+def test_a_new_day_joins_earlier_clusters_and_ids_stay_stable(con, tmp_path):
+    hasher = MinHasher()
+    day1 = _stage(con, tmp_path, "2026-11-20", [ask("a1", "2026-11-20", BASE), ask("b1", "2026-11-20", "unrelated " * 9)])
+    dedup_day(con, day1, hasher)
+    stored = con.execute("SELECT request_id, signature FROM dedup.signatures ORDER BY 1").fetchall()
+    day2 = _stage(con, tmp_path, "2026-11-21", [ask("a2", "2026-11-21", variant(5)), ask("c2", "2026-11-21", "new " * 9)])
+    result = dedup_day(con, day2, hasher)
+    assert (result.texts, result.matched_earlier) == (2, 1)
+    assert clusters(con) == {"a1": "a1", "b1": "b1", "a2": "a1", "c2": "c2"}
+    # earlier days were matched through their stored signatures and buckets, not recomputed
+    assert con.execute("SELECT request_id, signature FROM dedup.signatures WHERE event_date = ? ORDER BY 1",
+                       [day1]).fetchall() == stored
+
+
+def test_a_day_that_links_two_earlier_clusters_merges_them_into_the_older(con, tmp_path):
+    hasher = MinHasher(DedupConfig(threshold=0.5))  # head ~ BASE 0.56, tail ~ BASE 0.6, head ~ tail 0.16
+    head, tail = BASE.split()[:18], BASE.split()[10:]
+    day1 = _stage(con, tmp_path, "2026-11-20", [ask("x1", "2026-11-20", " ".join(head))])
+    dedup_day(con, day1, hasher)
+    day2 = _stage(con, tmp_path, "2026-11-21", [ask("y2", "2026-11-21", " ".join(tail))])
+    dedup_day(con, day2, hasher)
+    assert clusters(con) == {"x1": "x1", "y2": "y2"}
+    day3 = _stage(con, tmp_path, "2026-11-22", [ask("z3", "2026-11-22", BASE)])
+    result = dedup_day(con, day3, hasher)
+    assert result.merged_clusters == 1
+    assert set(clusters(con).values()) == {"x1"}
+
+
+def test_rerunning_a_day_changes_nothing(con, tmp_path):
+    hasher = MinHasher()
+    day = _stage(con, tmp_path, "2026-11-20", [ask(f"r{i}", "2026-11-20", variant(i), i) for i in range(6)])
+    dedup_day(con, day, hasher)
+    before = sorted(clusters(con).items())
+    dedup_day(con, day, hasher)
+    assert sorted(clusters(con).items()) == before
+    counts = con.execute("SELECT (SELECT count(*) FROM dedup.signatures), (SELECT count(*) FROM dedup.clusters), "
+                         "(SELECT count(DISTINCT request_id) FROM dedup.lsh_index)").fetchall()[0]
+    assert counts == (6, 6, 6)
+    assert len({c for _, c in before}) == 1 and before[0][1] == "r0"  # the earliest member names the cluster
+
+
+def test_signatures_are_deterministic_and_need_a_power_of_two_bins():
+    a = MinHasher().signatures([BASE, "x y z"])
+    assert np.array_equal(a, MinHasher().signatures([BASE, "x y z"]))
+    assert a.shape == (2, 128) and a.dtype == np.uint32
