@@ -68,10 +68,12 @@ def clusters(con) -> dict[str, str]:
 
 def test_a_new_day_joins_earlier_clusters_and_ids_stay_stable(con, tmp_path):
     hasher = MinHasher()
-    day1 = _stage(con, tmp_path, "2026-11-20", [ask("a1", "2026-11-20", BASE), ask("b1", "2026-11-20", "unrelated " * 9)])
+    day1 = _stage(con, tmp_path, "2026-11-20",
+                  [ask("a1", "2026-11-20", BASE), ask("b1", "2026-11-20", "unrelated " * 9)])
     dedup_day(con, day1, hasher)
     stored = con.execute("SELECT request_id, signature FROM dedup.signatures ORDER BY 1").fetchall()
-    day2 = _stage(con, tmp_path, "2026-11-21", [ask("a2", "2026-11-21", variant(5)), ask("c2", "2026-11-21", "new " * 9)])
+    day2 = _stage(con, tmp_path, "2026-11-21",
+                  [ask("a2", "2026-11-21", variant(5)), ask("c2", "2026-11-21", "new " * 9)])
     result = dedup_day(con, day2, hasher)
     assert (result.texts, result.matched_earlier) == (2, 1)
     assert clusters(con) == {"a1": "a1", "b1": "b1", "a2": "a1", "c2": "c2"}
