@@ -58,7 +58,7 @@ def child(kind: str, corpus: str, rows: int, limit: int) -> None:
     started = time.perf_counter()
     if kind == "flywheel":
         hasher = MinHasher()
-        signatures, small = hasher.sketch(texts)
+        signatures, small = hasher.sketch(texts, workers=2)
         clusters = len(set(cluster([str(i) for i in range(len(texts))], signatures, hasher, small).values()))
     else:
         from datasketch import MinHash, MinHashLSH

@@ -18,13 +18,13 @@ import contextlib
 import zlib
 from dataclasses import dataclass
 from datetime import date
+from functools import cache
 
 import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-_MERSENNE = np.uint64((1 << 61) - 1)
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,7 @@ class DedupConfig:
         return optimal_bands(self.threshold, self.num_perm)
 
 
+@cache
 def optimal_bands(threshold: float, num_perm: int, weights: tuple[float, float] = (0.1, 0.9)) -> tuple[int, int]:
     """(bands, rows) minimizing the weighted false-positive and false-negative areas, as datasketch does.
 
@@ -77,6 +78,7 @@ class MinHasher:
         self._powers = np.array([pow(1_000_003, k - 1 - j, 1 << 64) for j in range(k)], dtype=np.uint64)
         bands, rows = config.bands
         self._band_mult = rng.integers(1, 1 << 63, (bands, rows), dtype=np.uint64)
+        self.signature_mult = rng.integers(1, 1 << 63, config.num_perm, dtype=np.uint64)  # one key per signature
 
     def shingles(self, texts: list[str | None]) -> tuple[np.ndarray, np.ndarray]:
         """Hashes of every k-word shingle of a batch of texts, with the index of the text each belongs to.
@@ -113,8 +115,22 @@ class MinHasher:
             return np.empty(0, np.uint64), np.empty(0, np.int64)
         return np.concatenate(parts), np.concatenate(owners)
 
-    def sketch(self, texts: list[str | None], chunk_docs: int = 5_000) -> tuple[np.ndarray, list[np.ndarray]]:
-        """Signatures, and each text's exact set of shingle hashes (sorted), for exact comparisons."""
+    def sketch(self, texts: list[str | None], chunk_docs: int = 5_000, workers: int = 1
+               ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Signatures, and each text's exact set of shingle hashes (sorted), for exact comparisons.
+
+        `workers` > 1 spreads chunks over spawned processes (worth it from about 50,000 texts; the caller's
+        entry point must be guarded by `if __name__ == "__main__":`).
+        """
+        if workers > 1 and len(texts) > 4 * chunk_docs:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            size = max(chunk_docs, len(texts) // (4 * workers))
+            chunks = [texts[i:i + size] for i in range(0, len(texts), size)]
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+                parts = list(pool.map(self.sketch, chunks))
+            return np.concatenate([p[0] for p in parts]), [s for p in parts for s in p[1]]
         signatures = np.empty((len(texts), self.config.num_perm), dtype=np.uint32)
         sets: list[np.ndarray] = []
         for start in range(0, len(texts), chunk_docs):
@@ -237,18 +253,29 @@ def candidate_pairs(keys: np.ndarray) -> np.ndarray:
 
 def cluster(ids: list[str], signatures: np.ndarray, hasher: MinHasher,
             sets: list[np.ndarray | None] | None = None) -> dict[str, str]:
-    """Cluster one batch on its own: id -> cluster root (the smallest id of its component)."""
-    pairs = candidate_pairs(hasher.band_keys(signatures))
-    sets = sets or [None] * len(ids)
-    if len(pairs):
-        scores = pair_similarity(signatures[pairs[:, 0]], signatures[pairs[:, 1]], [sets[i] for i in pairs[:, 0]],
-                                 [sets[j] for j in pairs[:, 1]], hasher.config.threshold)
-        matched = pairs[scores >= hasher.config.threshold]
-    else:
-        matched = pairs
+    """Cluster one batch on its own: id -> cluster root (the smallest id of its component).
+
+    Texts with identical signatures (exact repeats, common in production traffic) are grouped first, so LSH
+    and the pair checks run once per distinct signature.
+    """
     groups = _UnionFind()
-    for i, j in matched:
-        groups.union(ids[i], ids[j])
+    if not ids:
+        return {}
+    row_keys = signatures.astype(np.uint64) @ hasher.signature_mult
+    _, first, inverse = np.unique(row_keys, return_index=True, return_inverse=True)
+    for n, representative in enumerate(inverse.tolist()):
+        if first[representative] != n:
+            groups.union(ids[n], ids[first[representative]])
+    distinct = signatures[first]
+    sets = sets or [None] * len(ids)
+    pairs = candidate_pairs(hasher.band_keys(distinct))
+    if len(pairs):
+        rows_a, rows_b = first[pairs[:, 0]], first[pairs[:, 1]]
+        scores = pair_similarity(signatures[rows_a], signatures[rows_b], [sets[i] for i in rows_a],
+                                 [sets[j] for j in rows_b], hasher.config.threshold)
+        for a, b in zip(rows_a[scores >= hasher.config.threshold].tolist(),
+                        rows_b[scores >= hasher.config.threshold].tolist(), strict=True):
+            groups.union(ids[a], ids[b])
     return {i: groups.find(i) for i in ids}
 
 
@@ -256,7 +283,10 @@ DEDUP_DDL = """
 CREATE SCHEMA IF NOT EXISTS dedup;
 CREATE TABLE IF NOT EXISTS dedup.signatures (request_id VARCHAR, event_date DATE, signature UINTEGER[],
                                              shingles UBIGINT[]);  -- the exact set, for short texts only
-CREATE TABLE IF NOT EXISTS dedup.lsh_index (band USMALLINT, bucket UBIGINT, request_id VARCHAR, event_date DATE);
+-- One member per (band, bucket, cluster): enough to find a cluster from a new text, and it keeps the index
+-- (and the join a new day makes against it) from growing with every exact repeat.
+CREATE TABLE IF NOT EXISTS dedup.lsh_index (band USMALLINT, bucket UBIGINT, cluster_id VARCHAR, request_id VARCHAR,
+                                            event_date DATE);
 -- cluster_id: the request_id of the cluster's earliest member; every later stage (sampling, splits) uses it.
 CREATE TABLE IF NOT EXISTS dedup.clusters (request_id VARCHAR, event_date DATE, cluster_id VARCHAR);
 """
@@ -299,20 +329,23 @@ def dedup_day(con: duckdb.DuckDBPyConnection, day: date, hasher: MinHasher) -> D
             "request_id": pa.array(np.repeat(np.array(ids, dtype=object), bands), pa.string()),
         }))
         earlier = con.execute("""
-            SELECT DISTINCT d.request_id, i.request_id, c.cluster_id, s.signature, s.shingles
-            FROM day_keys d JOIN dedup.lsh_index i USING (band, bucket)
-            JOIN dedup.clusters c ON c.request_id = i.request_id
-            JOIN dedup.signatures s ON s.request_id = i.request_id
-        """).fetchall()
+            WITH hits AS (
+                SELECT DISTINCT d.request_id AS mine, i.cluster_id, i.request_id AS member
+                FROM day_keys d JOIN dedup.lsh_index i USING (band, bucket)
+            )
+            SELECT h.mine, h.cluster_id, s.signature, s.shingles
+            FROM hits h JOIN dedup.signatures s ON s.request_id = h.member
+        """).fetch_arrow_table()
         position = {request_id: n for n, request_id in enumerate(ids)}
         matched_earlier, earlier_clusters = set(), set()
-        if earlier:
-            theirs = np.array([e[3] for e in earlier], dtype=np.uint32)
-            mine_rows = [position[e[0]] for e in earlier]
-            scores = pair_similarity(signatures[mine_rows], theirs, [small[i] for i in mine_rows],
-                                     [np.array(e[4], dtype=np.uint64) if e[4] is not None else None for e in earlier],
+        if earlier.num_rows:
+            mine_ids, cluster_ids = earlier["mine"].to_pylist(), earlier["cluster_id"].to_pylist()
+            theirs = earlier["signature"].combine_chunks().flatten().to_numpy().reshape(earlier.num_rows, -1)
+            mine_rows = [position[m] for m in mine_ids]
+            their_sets = [None if x is None else np.array(x, dtype=np.uint64) for x in earlier["shingles"].to_pylist()]
+            scores = pair_similarity(signatures[mine_rows], theirs, [small[i] for i in mine_rows], their_sets,
                                      hasher.config.threshold)
-            for (mine, _, cluster_id, _, _), sim in zip(earlier, scores, strict=True):
+            for mine, cluster_id, sim in zip(mine_ids, cluster_ids, scores, strict=True):
                 if sim >= hasher.config.threshold:
                     groups.union(mine, cluster_id)
                     matched_earlier.add(mine)
@@ -326,6 +359,7 @@ def dedup_day(con: duckdb.DuckDBPyConnection, day: date, hasher: MinHasher) -> D
         merged = {c: component_name[groups.find(c)] for c in earlier_clusters if component_name[groups.find(c)] != c}
         for old, new in merged.items():
             con.execute("UPDATE dedup.clusters SET cluster_id = ? WHERE cluster_id = ?", [new, old])
+            con.execute("UPDATE dedup.lsh_index SET cluster_id = ? WHERE cluster_id = ?", [new, old])
         con.register("day_rows", pa.table({
             "request_id": pa.array(ids, pa.string()),
             "signature": pa.array(list(signatures), pa.list_(pa.uint32())),
@@ -334,7 +368,14 @@ def dedup_day(con: duckdb.DuckDBPyConnection, day: date, hasher: MinHasher) -> D
         }))
         con.execute("INSERT INTO dedup.signatures SELECT request_id, ?, signature, shingles FROM day_rows", [day])
         con.execute("INSERT INTO dedup.clusters SELECT request_id, ?, cluster_id FROM day_rows", [day])
-        con.execute("INSERT INTO dedup.lsh_index SELECT band, bucket, request_id, ? FROM day_keys", [day])
+        con.execute("""
+            INSERT INTO dedup.lsh_index
+            SELECT k.band, k.bucket, r.cluster_id, min(k.request_id), ?
+            FROM day_keys k JOIN day_rows r USING (request_id)
+            WHERE NOT EXISTS (SELECT 1 FROM dedup.lsh_index i
+                              WHERE i.band = k.band AND i.bucket = k.bucket AND i.cluster_id = r.cluster_id)
+            GROUP BY k.band, k.bucket, r.cluster_id
+        """, [day])
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")

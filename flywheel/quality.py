@@ -83,8 +83,10 @@ def has_suite(relation: str) -> bool:
 def validate_frame(frame, suite: dict[str, Any], key_column: str | None = None) -> SuiteOutcome:
     """Run a suite (as stored in schemas/expectations/) on a pandas DataFrame."""
     import great_expectations as gx  # slow to import: only when validating
+    from great_expectations.data_context.types.base import ProgressBarsConfig
 
     context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)  # quiet logs
     batch = (context.data_sources.add_pandas("flywheel").add_dataframe_asset(suite["name"])
              .add_batch_definition_whole_dataframe("whole"))
     expectations = [{k: v for k, v in e.items() if k != "severity"} for e in suite["expectations"]]
