@@ -26,7 +26,6 @@ import pandas as pd
 import pyarrow as pa
 
 
-
 @dataclass(frozen=True)
 class DedupConfig:
     threshold: float = 0.8
