@@ -60,6 +60,8 @@ def main() -> None:
                     materialize(con, model, day if model.materialized == "incremental" else None)
                     stage = "staging (incl. redaction)" if model.layer == "staging" else "intermediate"
                     timings[stage] += time.perf_counter() - t
+                    print(f"{day} {model.relation}: {time.perf_counter() - t:.1f}s, peak RSS "
+                          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB", file=sys.stderr)
                     if has_suite(model.relation) and (model.materialized == "incremental" or day == days[-1]):
                         t = time.perf_counter()
                         outcome = check_relation(con, model.relation, day if model.materialized == "incremental"

@@ -321,16 +321,20 @@ def dedup_day(con: duckdb.DuckDBPyConnection, day: date, hasher: MinHasher) -> D
     try:
         for table in ("signatures", "lsh_index", "clusters"):
             con.execute(f"DELETE FROM dedup.{table} WHERE event_date = ?", [day])
+        # Texts with identical signatures have identical buckets and matches: look up one of each.
+        distinct = (np.unique(signatures.astype(np.uint64) @ hasher.signature_mult, return_index=True)[1]
+                    if rows else np.empty(0, dtype=np.int64))
         bands = keys.shape[1] if rows else 0
         con.register("day_keys", pa.table({
-            "band": pa.array(np.tile(np.arange(bands, dtype=np.uint16), len(ids))),
-            "bucket": pa.array(keys.reshape(-1)),
-            "request_id": pa.array(np.repeat(np.array(ids, dtype=object), bands), pa.string()),
+            "band": pa.array(np.tile(np.arange(bands, dtype=np.uint16), len(distinct))),
+            "bucket": pa.array(keys[distinct].reshape(-1)),
+            "request_id": pa.array(np.repeat(np.array(ids, dtype=object)[distinct], bands), pa.string()),
         }))
         earlier = con.execute("""
-            WITH hits AS (
-                SELECT DISTINCT d.request_id AS mine, i.cluster_id, i.request_id AS member
+            WITH hits AS (  -- one earlier member per (text, cluster) is enough to decide
+                SELECT d.request_id AS mine, i.cluster_id, min(i.request_id) AS member
                 FROM day_keys d JOIN dedup.lsh_index i USING (band, bucket)
+                GROUP BY d.request_id, i.cluster_id
             )
             SELECT h.mine, h.cluster_id, s.signature, s.shingles
             FROM hits h JOIN dedup.signatures s ON s.request_id = h.member

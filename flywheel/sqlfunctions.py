@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from functools import lru_cache
 
 import duckdb
 import pyarrow as pa
@@ -10,9 +11,12 @@ import pyarrow as pa
 from flywheel.pricing import CHARS_PER_TOKEN, TOKENS_PER_MESSAGE
 from flywheel.redact import PLACEHOLDER_PATTERN, redact
 
+# System prompts and templated requests repeat constantly in production traffic: redact each distinct text once.
+_redact_cached = lru_cache(maxsize=100_000)(redact)
+
 
 def _redact_array(texts: pa.Array) -> pa.Array:
-    return pa.array([redact(text) for text in texts.to_pylist()], pa.string())
+    return pa.array([_redact_cached(text) for text in texts.to_pylist()], pa.string())
 
 
 def register(con: duckdb.DuckDBPyConnection) -> None:
