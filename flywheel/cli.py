@@ -138,8 +138,12 @@ def run(
             table.add_column(column)
         for row in reports.per_app_and_model(con):
             table.add_row(*(str(v) for v in row))
+        redacted = con.execute("SELECT kind, sum(redactions)::BIGINT FROM staging.stg_redactions GROUP BY 1 "
+                               "ORDER BY 2 DESC").fetchall()
+        clusters = con.execute("SELECT count(DISTINCT cluster_id) FROM dedup.clusters").fetchall()[0][0]
     console.print(table)
-    console.print(", ".join(f"{k}: {v:,}" for k, v in counts.items()))
+    console.print(", ".join(f"{k}: {v:,}" for k, v in counts.items()) + f", near-duplicate clusters: {clusters:,}")
+    console.print("redacted before leaving raw: " + (", ".join(f"{k} {n:,}" for k, n in redacted) or "nothing"))
     console.print(f"{len(result.runs)} Dagster run(s) succeeded. Next: flywheel sql \"SELECT ...\", flywheel dagster")
 
 

@@ -62,8 +62,11 @@ APPS = (
         "You are a friendly support agent for Acme Cloud. Answer briefly and link to docs when useful.",
         ("Hi, I {issue} on the {product}. What should I do?",
          "Hello! Since yesterday I {issue} with the {product}, please help",
-         "I {issue}. I'm on the {product}. Is this a known problem?"),
-        {"issue": _ISSUES, "product": _PRODUCTS},
+         "I {issue}. I'm on the {product}. Is this a known problem?",
+         # users paste personal data: redaction has to catch it before anything leaves the warehouse
+         "I {issue} on the {product}. Reach me at {contact}."),
+        {"issue": _ISSUES, "product": _PRODUCTS,
+         "contact": ("jane.doe@example.com", "+1 415 555 0142", "m.rossi@example.org", "(212) 555-0199")},
         "thumbs", 0.35,
     ),
     SimApp(
