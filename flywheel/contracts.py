@@ -170,10 +170,6 @@ def validate(record: dict[str, Any]) -> InteractionEvent | FeedbackEvent:
     return msgspec.convert(record, Event)
 
 
-def to_json(event: InteractionEvent | FeedbackEvent) -> bytes:
-    return msgspec.json.encode(event)
-
-
 def json_schemas() -> dict[str, dict[str, Any]]:
     """The JSON Schema of each contract, as written to `schemas/<name>.schema.json`."""
     out = {}

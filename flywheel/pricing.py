@@ -63,14 +63,6 @@ class PriceTable:
             name = stripped
         return None
 
-    def rows(self) -> list[dict[str, Any]]:
-        """The table as rows (one per name, aliases included), for loading into the warehouse."""
-        return [
-            {"model": name, "canonical_model": p.model, "provider": p.provider,
-             "input_per_mtok": p.input_per_mtok, "output_per_mtok": p.output_per_mtok}
-            for name, p in sorted(self._prices.items())
-        ]
-
 
 @cache
 def default_price_table() -> PriceTable:
