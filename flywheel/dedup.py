@@ -102,13 +102,13 @@ class MinHasher:
         if len(tokens) >= k:
             windows = np.lib.stride_tricks.sliding_window_view(word_hash, k)
             inside = owner[: len(owner) - k + 1] == owner[k - 1:]
-            parts.append((windows[inside] * self._powers).sum(axis=1))
+            parts.append((windows[inside] * self._powers).sum(axis=1) >> np.uint64(16))  # 48-bit shingle hashes
             owners.append(owner[: len(owner) - k + 1][inside])
         short = np.nonzero((lengths > 0) & (lengths < k))[0]
         if len(short):
             starts = np.r_[0, np.cumsum(lengths)[:-1]]
             parts.append(np.array([(word_hash[starts[i]:starts[i] + lengths[i]] * self._powers[k - lengths[i]:]).sum()
-                                   for i in short], dtype=np.uint64))
+                                   for i in short], dtype=np.uint64) >> np.uint64(16))
             owners.append(short)
         if not parts:
             return np.empty(0, np.uint64), np.empty(0, np.int64)
@@ -121,6 +121,8 @@ class MinHasher:
         `workers` > 1 spreads chunks over spawned processes (worth it from about 50,000 texts; the caller's
         entry point must be guarded by `if __name__ == "__main__":`).
         """
+        if chunk_docs >= 1 << 16:
+            raise ValueError("chunk_docs must stay below 65,536 (text indexes are packed into 16 bits)")
         if workers > 1 and len(texts) > 4 * chunk_docs:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
@@ -136,10 +138,10 @@ class MinHasher:
             batch = texts[start:start + chunk_docs]
             flat, owner = self.shingles(batch)
             signatures[start:start + len(batch)] = self._one_permutation(flat, owner, len(batch))
-            order = np.lexsort((flat, owner))
-            flat, owner = flat[order], owner[order]
-            distinct = np.r_[True, (owner[1:] != owner[:-1]) | (flat[1:] != flat[:-1])] if len(flat) else []
-            flat, owner = flat[distinct], owner[distinct]
+            # shingle hashes have 48 bits and a chunk's text index 16: one sort of (text, shingle) packed
+            packed = np.sort((owner.astype(np.uint64) << np.uint64(48)) | flat)  # (np.unique hashes: slower)
+            packed = packed[np.r_[True, packed[1:] != packed[:-1]]] if len(packed) else packed
+            owner, flat = (packed >> np.uint64(48)).astype(np.int64), packed & np.uint64((1 << 48) - 1)
             sets.extend(np.split(flat, np.searchsorted(owner, np.arange(1, len(batch)))))
         return signatures, sets
 
