@@ -132,3 +132,11 @@ def test_error_expectations_block_downstream_models_and_report_failures(home, in
     materialized = {m.asset_key.to_user_string() for m in result.get_asset_materialization_events()}
     assert "staging/stg_interactions" in materialized
     assert "intermediate/int_interactions" not in materialized  # blocked by the failing ERROR check
+
+
+def test_an_ingest_run_accepts_absolute_paths_outside_the_landing_folder(home, instance, tmp_path):
+    outside = write_lines(tmp_path / "elsewhere" / "x.jsonl", [interaction("x1")])
+    result = _materialize(instance, {"ops": {"raw_events": {"config": {"paths": [str(outside)]}}}})
+    assert result.success
+    with warehouse.session(home.warehouse, read_only=True) as con:
+        assert con.execute("SELECT request_id FROM raw.interactions").fetchall() == [("x1",)]

@@ -38,8 +38,8 @@ class IngestConfig(dg.Config):
     can_subset=False,
 )
 def raw_events(context: dg.AssetExecutionContext, config: IngestConfig, warehouse: WarehouseResource):
-    files = discover([warehouse.landing / p if not p.startswith("/") else p for p in config.paths]  # type: ignore[misc]
-                     if config.paths else [warehouse.landing])
+    # paths in the run config are relative to the landing folder (as the sensor sends them) or absolute
+    files = discover([warehouse.landing / p for p in config.paths] if config.paths else [warehouse.landing])
     con = warehouse.connect(context.log)
     try:
         done = []
