@@ -14,6 +14,8 @@ import duckdb
 # DuckDB lets one process at a time open a file for writing. Dagster runs steps (and runs) in separate
 # processes, so a writer that finds the file locked waits its turn instead of failing.
 DEFAULT_LOCK_TIMEOUT_S = float(os.environ.get("FLYWHEEL_LOCK_TIMEOUT", "600"))
+# DuckDB would otherwise cache up to 80% of the machine's memory; it spills to disk beyond this limit.
+DEFAULT_MEMORY_LIMIT = os.environ.get("FLYWHEEL_DUCKDB_MEMORY", "2GB")
 
 
 class WarehouseBusyError(RuntimeError):
@@ -40,7 +42,7 @@ def connect(
     delay, told = 0.05, False
     while True:
         try:
-            return duckdb.connect(str(path), read_only=read_only)
+            return duckdb.connect(str(path), read_only=read_only, config={"memory_limit": DEFAULT_MEMORY_LIMIT})
         except duckdb.IOException as error:
             if not _is_lock_conflict(error):
                 raise
