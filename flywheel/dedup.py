@@ -280,6 +280,8 @@ def cluster(ids: list[str], signatures: np.ndarray, hasher: MinHasher,
     return {i: groups.find(i) for i in ids}
 
 
+LOOKUP_SLICE = 2_000
+
 DEDUP_DDL = """
 CREATE SCHEMA IF NOT EXISTS dedup;
 CREATE TABLE IF NOT EXISTS dedup.signatures (request_id VARCHAR, event_date DATE, signature UINTEGER[],
@@ -332,18 +334,29 @@ def dedup_day(con: duckdb.DuckDBPyConnection, day: date, hasher: MinHasher) -> D
             "bucket": pa.array(keys[distinct].reshape(-1)),
             "request_id": pa.array(np.repeat(np.array(ids, dtype=object)[distinct], bands), pa.string()),
         }))
-        earlier = con.execute("""
-            WITH hits AS (  -- one earlier member per (text, cluster) is enough to decide
-                SELECT d.request_id AS mine, i.cluster_id, min(i.request_id) AS member
-                FROM day_keys d JOIN dedup.lsh_index i USING (band, bucket)
-                GROUP BY d.request_id, i.cluster_id
-            )
-            SELECT h.mine, h.cluster_id, s.signature, s.shingles
-            FROM hits h JOIN dedup.signatures s ON s.request_id = h.member
-        """).fetch_arrow_table()
         position = {request_id: n for n, request_id in enumerate(ids)}
         matched_earlier, earlier_clusters = set(), set()
-        if earlier.num_rows:
+        # Look earlier days up a slice of texts at a time: the candidate rows (text x cluster, with a signature
+        # each) grow with the history, and a slice keeps their memory bounded.
+        for start in range(0, len(distinct), LOOKUP_SLICE):
+            part = distinct[start:start + LOOKUP_SLICE]
+            con.register("slice_keys", pa.table({
+                "band": pa.array(np.tile(np.arange(bands, dtype=np.uint16), len(part))),
+                "bucket": pa.array(keys[part].reshape(-1)),
+                "request_id": pa.array(np.repeat(np.array(ids, dtype=object)[part], bands), pa.string()),
+            }))
+            earlier = con.execute("""
+                WITH hits AS (  -- one earlier member per (text, cluster) is enough to decide
+                    SELECT d.request_id AS mine, i.cluster_id, min(i.request_id) AS member
+                    FROM slice_keys d JOIN dedup.lsh_index i USING (band, bucket)
+                    GROUP BY d.request_id, i.cluster_id
+                )
+                SELECT h.mine, h.cluster_id, s.signature, s.shingles
+                FROM hits h JOIN dedup.signatures s ON s.request_id = h.member
+            """).fetch_arrow_table()
+            con.unregister("slice_keys")
+            if not earlier.num_rows:
+                continue
             mine_ids, cluster_ids = earlier["mine"].to_pylist(), earlier["cluster_id"].to_pylist()
             theirs = earlier["signature"].combine_chunks().flatten().to_numpy().reshape(earlier.num_rows, -1)
             mine_rows = [position[m] for m in mine_ids]
@@ -355,6 +368,7 @@ def dedup_day(con: duckdb.DuckDBPyConnection, day: date, hasher: MinHasher) -> D
                     groups.union(mine, cluster_id)
                     matched_earlier.add(mine)
                     earlier_clusters.add(cluster_id)
+            del earlier, theirs
         # Each component is named after its earliest cluster (earlier days first, then this day's order).
         component_name: dict[str, str] = {}
         for cluster_id in sorted(earlier_clusters, key=_founding_order(con)):
@@ -386,7 +400,7 @@ def dedup_day(con: duckdb.DuckDBPyConnection, day: date, hasher: MinHasher) -> D
         con.execute("ROLLBACK")
         raise
     finally:
-        for view in ("day_keys", "day_rows"):
+        for view in ("day_keys", "day_rows", "slice_keys"):
             with contextlib.suppress(duckdb.Error):
                 con.unregister(view)
     new_clusters = sum(1 for i in ids if component_name[groups.find(i)] == i)
