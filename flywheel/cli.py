@@ -86,7 +86,6 @@ def ingest(
 ) -> None:
     """Ingest files into the raw layer, exactly once; bad lines go to raw.quarantine with the reason."""
     from flywheel.ingest import MappingError, discover, ingest_file, load_mapping
-    from flywheel.ingest.sources import read_lines
 
     workers = workers if workers == "auto" else int(workers)
     where = Home.from_env(home).ensure()
@@ -102,8 +101,7 @@ def ingest(
     done = []
     with warehouse.session(where.warehouse, on_wait=console.print) as con, _progress() as bar:
         for path in files:
-            total = None if path.name.endswith((".gz", ".parquet")) else sum(1 for _ in read_lines(path))
-            task = bar.add_task(f"ingesting {path.name}", total=total)
+            task = bar.add_task(f"ingesting {path.name}", total=None)  # lines counted as they are committed
             try:
                 done.append(ingest_file(con, path, mapping=chosen, format_name=format, batch_lines=batch_lines,
                                         progress=lambda n, t=task: bar.advance(t, n), workers=workers))

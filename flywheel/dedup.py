@@ -25,6 +25,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from flywheel.warehouse import transaction
+
 
 @dataclass(frozen=True)
 class DedupConfig:
@@ -321,84 +323,82 @@ def dedup_day(con: duckdb.DuckDBPyConnection, day: date, hasher: MinHasher) -> D
     for request_id, root in local.items():
         groups.union(request_id, root)
 
-    con.execute("BEGIN TRANSACTION")
     try:
-        for table in ("signatures", "lsh_index", "clusters"):
-            con.execute(f"DELETE FROM dedup.{table} WHERE event_date = ?", [day])
-        # Texts with identical signatures have identical buckets and matches: look up one of each.
-        distinct = (np.unique(signatures.astype(np.uint64) @ hasher.signature_mult, return_index=True)[1]
-                    if rows else np.empty(0, dtype=np.int64))
-        bands = keys.shape[1] if rows else 0
-        con.register("day_keys", pa.table({
-            "band": pa.array(np.tile(np.arange(bands, dtype=np.uint16), len(distinct))),
-            "bucket": pa.array(keys[distinct].reshape(-1)),
-            "request_id": pa.array(np.repeat(np.array(ids, dtype=object)[distinct], bands), pa.string()),
-        }))
-        position = {request_id: n for n, request_id in enumerate(ids)}
-        matched_earlier, earlier_clusters = set(), set()
-        # Look earlier days up a slice of texts at a time: the candidate rows (text x cluster, with a signature
-        # each) grow with the history, and a slice keeps their memory bounded.
-        for start in range(0, len(distinct), LOOKUP_SLICE):
-            part = distinct[start:start + LOOKUP_SLICE]
-            con.register("slice_keys", pa.table({
-                "band": pa.array(np.tile(np.arange(bands, dtype=np.uint16), len(part))),
-                "bucket": pa.array(keys[part].reshape(-1)),
-                "request_id": pa.array(np.repeat(np.array(ids, dtype=object)[part], bands), pa.string()),
+        with transaction(con):
+            for table in ("signatures", "lsh_index", "clusters"):
+                con.execute(f"DELETE FROM dedup.{table} WHERE event_date = ?", [day])
+            # Texts with identical signatures have identical buckets and matches: look up one of each.
+            distinct = (np.unique(signatures.astype(np.uint64) @ hasher.signature_mult, return_index=True)[1]
+                        if rows else np.empty(0, dtype=np.int64))
+            bands = keys.shape[1] if rows else 0
+            con.register("day_keys", pa.table({
+                "band": pa.array(np.tile(np.arange(bands, dtype=np.uint16), len(distinct))),
+                "bucket": pa.array(keys[distinct].reshape(-1)),
+                "request_id": pa.array(np.repeat(np.array(ids, dtype=object)[distinct], bands), pa.string()),
             }))
-            earlier = con.execute("""
-                WITH hits AS (  -- one earlier member per (text, cluster) is enough to decide
-                    SELECT d.request_id AS mine, i.cluster_id, min(i.request_id) AS member
-                    FROM slice_keys d JOIN dedup.lsh_index i USING (band, bucket)
-                    GROUP BY d.request_id, i.cluster_id
-                )
-                SELECT h.mine, h.cluster_id, s.signature, s.shingles
-                FROM hits h JOIN dedup.signatures s ON s.request_id = h.member
-            """).fetch_arrow_table()
-            con.unregister("slice_keys")
-            if not earlier.num_rows:
-                continue
-            mine_ids, cluster_ids = earlier["mine"].to_pylist(), earlier["cluster_id"].to_pylist()
-            theirs = earlier["signature"].combine_chunks().flatten().to_numpy().reshape(earlier.num_rows, -1)
-            mine_rows = [position[m] for m in mine_ids]
-            their_sets = [None if x is None else np.array(x, dtype=np.uint64) for x in earlier["shingles"].to_pylist()]
-            scores = pair_similarity(signatures[mine_rows], theirs, [small[i] for i in mine_rows], their_sets,
-                                     hasher.config.threshold)
-            for mine, cluster_id, sim in zip(mine_ids, cluster_ids, scores, strict=True):
-                if sim >= hasher.config.threshold:
-                    groups.union(mine, cluster_id)
-                    matched_earlier.add(mine)
-                    earlier_clusters.add(cluster_id)
-            del earlier, theirs
-        # Each component is named after its earliest cluster (earlier days first, then this day's order).
-        component_name: dict[str, str] = {}
-        for cluster_id in sorted(earlier_clusters, key=_founding_order(con)):
-            component_name.setdefault(groups.find(cluster_id), cluster_id)
-        for request_id in ids:
-            component_name.setdefault(groups.find(request_id), request_id)
-        merged = {c: component_name[groups.find(c)] for c in earlier_clusters if component_name[groups.find(c)] != c}
-        for old, new in merged.items():
-            con.execute("UPDATE dedup.clusters SET cluster_id = ? WHERE cluster_id = ?", [new, old])
-            con.execute("UPDATE dedup.lsh_index SET cluster_id = ? WHERE cluster_id = ?", [new, old])
-        con.register("day_rows", pa.table({
-            "request_id": pa.array(ids, pa.string()),
-            "signature": pa.array(list(signatures), pa.list_(pa.uint32())),
-            "shingles": pa.array([None if x is None else x for x in small], pa.list_(pa.uint64())),
-            "cluster_id": pa.array([component_name[groups.find(i)] for i in ids], pa.string()),
-        }))
-        con.execute("INSERT INTO dedup.signatures SELECT request_id, ?, signature, shingles FROM day_rows", [day])
-        con.execute("INSERT INTO dedup.clusters SELECT request_id, ?, cluster_id FROM day_rows", [day])
-        con.execute("""
-            INSERT INTO dedup.lsh_index
-            SELECT k.band, k.bucket, r.cluster_id, min(k.request_id), ?
-            FROM day_keys k JOIN day_rows r USING (request_id)
-            WHERE NOT EXISTS (SELECT 1 FROM dedup.lsh_index i
-                              WHERE i.band = k.band AND i.bucket = k.bucket AND i.cluster_id = r.cluster_id)
-            GROUP BY k.band, k.bucket, r.cluster_id
-        """, [day])
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
+            position = {request_id: n for n, request_id in enumerate(ids)}
+            matched_earlier, earlier_clusters = set(), set()
+            # Look earlier days up a slice of texts at a time: the candidate rows (text x cluster, with a signature
+            # each) grow with the history, and a slice keeps their memory bounded.
+            for start in range(0, len(distinct), LOOKUP_SLICE):
+                part = distinct[start:start + LOOKUP_SLICE]
+                con.register("slice_keys", pa.table({
+                    "band": pa.array(np.tile(np.arange(bands, dtype=np.uint16), len(part))),
+                    "bucket": pa.array(keys[part].reshape(-1)),
+                    "request_id": pa.array(np.repeat(np.array(ids, dtype=object)[part], bands), pa.string()),
+                }))
+                earlier = con.execute("""
+                    WITH hits AS (  -- one earlier member per (text, cluster) is enough to decide
+                        SELECT d.request_id AS mine, i.cluster_id, min(i.request_id) AS member
+                        FROM slice_keys d JOIN dedup.lsh_index i USING (band, bucket)
+                        GROUP BY d.request_id, i.cluster_id
+                    )
+                    SELECT h.mine, h.cluster_id, s.signature, s.shingles
+                    FROM hits h JOIN dedup.signatures s ON s.request_id = h.member
+                """).fetch_arrow_table()
+                con.unregister("slice_keys")
+                if not earlier.num_rows:
+                    continue
+                mine_ids, cluster_ids = earlier["mine"].to_pylist(), earlier["cluster_id"].to_pylist()
+                theirs = earlier["signature"].combine_chunks().flatten().to_numpy().reshape(earlier.num_rows, -1)
+                mine_rows = [position[m] for m in mine_ids]
+                their_sets = [None if x is None else np.array(x, dtype=np.uint64)
+                              for x in earlier["shingles"].to_pylist()]
+                scores = pair_similarity(signatures[mine_rows], theirs, [small[i] for i in mine_rows], their_sets,
+                                         hasher.config.threshold)
+                for mine, cluster_id, sim in zip(mine_ids, cluster_ids, scores, strict=True):
+                    if sim >= hasher.config.threshold:
+                        groups.union(mine, cluster_id)
+                        matched_earlier.add(mine)
+                        earlier_clusters.add(cluster_id)
+                del earlier, theirs
+            # Each component is named after its earliest cluster (earlier days first, then this day's order).
+            component_name: dict[str, str] = {}
+            for cluster_id in sorted(earlier_clusters, key=_founding_order(con)):
+                component_name.setdefault(groups.find(cluster_id), cluster_id)
+            for request_id in ids:
+                component_name.setdefault(groups.find(request_id), request_id)
+            merged = {c: component_name[groups.find(c)] for c in earlier_clusters
+                      if component_name[groups.find(c)] != c}
+            for old, new in merged.items():
+                con.execute("UPDATE dedup.clusters SET cluster_id = ? WHERE cluster_id = ?", [new, old])
+                con.execute("UPDATE dedup.lsh_index SET cluster_id = ? WHERE cluster_id = ?", [new, old])
+            con.register("day_rows", pa.table({
+                "request_id": pa.array(ids, pa.string()),
+                "signature": pa.array(list(signatures), pa.list_(pa.uint32())),
+                "shingles": pa.array([None if x is None else x for x in small], pa.list_(pa.uint64())),
+                "cluster_id": pa.array([component_name[groups.find(i)] for i in ids], pa.string()),
+            }))
+            con.execute("INSERT INTO dedup.signatures SELECT request_id, ?, signature, shingles FROM day_rows", [day])
+            con.execute("INSERT INTO dedup.clusters SELECT request_id, ?, cluster_id FROM day_rows", [day])
+            con.execute("""
+                INSERT INTO dedup.lsh_index
+                SELECT k.band, k.bucket, r.cluster_id, min(k.request_id), ?
+                FROM day_keys k JOIN day_rows r USING (request_id)
+                WHERE NOT EXISTS (SELECT 1 FROM dedup.lsh_index i
+                                  WHERE i.band = k.band AND i.bucket = k.bucket AND i.cluster_id = r.cluster_id)
+                GROUP BY k.band, k.bucket, r.cluster_id
+            """, [day])
     finally:
         for view in ("day_keys", "day_rows", "slice_keys"):
             with contextlib.suppress(duckdb.Error):

@@ -27,6 +27,7 @@ from sqlglot import exp
 
 from flywheel import sqlfunctions
 from flywheel.settings import REPO_ROOT
+from flywheel.warehouse import transaction
 
 MODELS_DIR = REPO_ROOT / "dbt_like_sql"
 LAYERS = ("staging", "intermediate", "marts")
@@ -141,8 +142,7 @@ def materialize(con: duckdb.DuckDBPyConnection, model: SqlModel, partition: date
         return Materialization(model.relation, total, total, None)
     if partition is None:
         raise ModelError(f"{model.path}: an incremental model is materialized one day at a time; give a partition")
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         con.execute(f"SET VARIABLE partition_date = DATE '{partition.isoformat()}'")
         con.execute(f"CREATE TEMP TABLE model_day AS {model.sql}")
         misplaced = con.execute(
@@ -159,10 +159,6 @@ def materialize(con: duckdb.DuckDBPyConnection, model: SqlModel, partition: date
         con.execute(f"DELETE FROM {model.relation} WHERE {model.partition_by} = getvariable('partition_date')")
         written = con.execute(f"INSERT INTO {model.relation} BY NAME SELECT * FROM model_day").fetchall()[0][0]
         con.execute("DROP TABLE model_day")
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     return Materialization(model.relation, written, _count(con, model.relation), partition)
 
 

@@ -38,7 +38,7 @@ from flywheel.ingest.validate import (
     parse_line,
     validate_block,
 )
-from flywheel.warehouse import ensure_raw_layer
+from flywheel.warehouse import ensure_raw_layer, transaction
 
 # Big enough that DuckDB writes each block's rows straight to row groups; small enough to bound memory.
 DEFAULT_BATCH_LINES = 250_000
@@ -147,66 +147,63 @@ def _commit_block(con: duckdb.DuckDBPyConnection, result: BlockResult, source_fi
     con.register("meta_feedback", _meta_table(feedback))
     con.register("block_quarantine", _quarantine_table(result, source_file, file_hash, now))
     params = [source_file, file_hash, now]
-    con.execute("BEGIN TRANSACTION")
     try:
-        # Which events are new, decided on the keys alone: the first line of each key not yet stored.
-        con.execute("""
-            CREATE OR REPLACE TEMP TABLE block_fresh AS
-            SELECT 'interaction' AS kind, min(line_no) AS line_no FROM meta_interaction m
-            WHERE NOT EXISTS (SELECT 1 FROM raw.interactions r WHERE r.request_id = m.key) GROUP BY key
-            UNION ALL
-            SELECT 'feedback', min(line_no) FROM meta_feedback m
-            WHERE NOT EXISTS (SELECT 1 FROM raw.feedback r WHERE r.feedback_id = m.key) GROUP BY key
-        """)
-        fresh = dict(con.execute("SELECT kind, count(*) FROM block_fresh GROUP BY kind").fetchall())
+        with transaction(con):
+            # Which events are new, decided on the keys alone: the first line of each key not yet stored.
+            con.execute("""
+                CREATE OR REPLACE TEMP TABLE block_fresh AS
+                SELECT 'interaction' AS kind, min(line_no) AS line_no FROM meta_interaction m
+                WHERE NOT EXISTS (SELECT 1 FROM raw.interactions r WHERE r.request_id = m.key) GROUP BY key
+                UNION ALL
+                SELECT 'feedback', min(line_no) FROM meta_feedback m
+                WHERE NOT EXISTS (SELECT 1 FROM raw.feedback r WHERE r.feedback_id = m.key) GROUP BY key
+            """)
+            fresh = dict(con.execute("SELECT kind, count(*) FROM block_fresh GROUP BY kind").fetchall())
 
-        def only_fresh(kind: str, output: KindOutput) -> str:
-            # Filter only when needed: an unfiltered insert goes straight to row groups, while a filtered
-            # one is buffered and written again at commit (measured: ten times slower commits).
-            if fresh.get(kind, 0) == len(output.keys):
-                return ""
-            return f"WHERE m.line_no IN (SELECT line_no FROM block_fresh WHERE kind = '{kind}')"
+            def only_fresh(kind: str, output: KindOutput) -> str:
+                # Filter only when needed: an unfiltered insert goes straight to row groups, while a filtered
+                # one is buffered and written again at commit (measured: ten times slower commits).
+                if fresh.get(kind, 0) == len(output.keys):
+                    return ""
+                return f"WHERE m.line_no IN (SELECT line_no FROM block_fresh WHERE kind = '{kind}')"
 
-        if interactions:
-            con.execute(f"""
-                INSERT INTO raw.interactions
-                SELECT request_id, (m.ts AT TIME ZONE 'UTC')::DATE, m.ts, app_id, model, provider, messages,
-                       response, tools, params, latency_ms, tokens_in, tokens_out, cost_usd,
-                       coalesce(status, 'ok'), error, user_hash, session_hash, coalesce(tags, []),
-                       coalesce(metadata, '{{}}'), $1, m.line_no, $2, $3
-                FROM read_json('{interactions.path}', format = 'newline_delimited',
-                               columns = {_INTERACTION_COLUMNS})
-                POSITIONAL JOIN meta_interaction m
-                {only_fresh("interaction", interactions)}
-            """, params)
-        if feedback:
-            con.execute(f"""
-                INSERT INTO raw.feedback
-                SELECT m.key, request_id, (m.ts AT TIME ZONE 'UTC')::DATE, m.ts, feedback_type, source, thumb,
-                       rating, rating_scale, correction, success, comment, user_hash, coalesce(metadata, '{{}}'),
-                       $1, m.line_no, $2, $3
-                FROM read_json('{feedback.path}', format = 'newline_delimited', columns = {_FEEDBACK_COLUMNS})
-                POSITIONAL JOIN meta_feedback m
-                {only_fresh("feedback", feedback)}
-            """, params)
-        con.execute("INSERT INTO raw.quarantine SELECT * FROM block_quarantine")
-        lines_new, events_new = con.execute("SELECT count(DISTINCT line_no), count(*) FROM block_fresh").fetchall()[0]
-        con.execute(
-            """
-            UPDATE raw.ingest_ledger SET
-                lines_done = ?, lines_ingested = lines_ingested + ?,
-                lines_quarantined = lines_quarantined + ?, lines_duplicate = lines_duplicate + ?,
-                lines_blank = lines_blank + ?, events_ingested = events_ingested + ?,
-                status = ?, finished_at = CASE WHEN ? THEN now() END
-            WHERE file_hash = ?
-            """,
-            [result.last_line, lines_new, len(result.quarantine), result.valid_lines - lines_new,
-             result.blank_lines, events_new, "done" if finished else "in_progress", finished, file_hash],
-        )
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
+            if interactions:
+                con.execute(f"""
+                    INSERT INTO raw.interactions
+                    SELECT request_id, (m.ts AT TIME ZONE 'UTC')::DATE, m.ts, app_id, model, provider, messages,
+                           response, tools, params, latency_ms, tokens_in, tokens_out, cost_usd,
+                           coalesce(status, 'ok'), error, user_hash, session_hash, coalesce(tags, []),
+                           coalesce(metadata, '{{}}'), $1, m.line_no, $2, $3
+                    FROM read_json('{interactions.path}', format = 'newline_delimited',
+                                   columns = {_INTERACTION_COLUMNS})
+                    POSITIONAL JOIN meta_interaction m
+                    {only_fresh("interaction", interactions)}
+                """, params)
+            if feedback:
+                con.execute(f"""
+                    INSERT INTO raw.feedback
+                    SELECT m.key, request_id, (m.ts AT TIME ZONE 'UTC')::DATE, m.ts, feedback_type, source, thumb,
+                           rating, rating_scale, correction, success, comment, user_hash, coalesce(metadata, '{{}}'),
+                           $1, m.line_no, $2, $3
+                    FROM read_json('{feedback.path}', format = 'newline_delimited', columns = {_FEEDBACK_COLUMNS})
+                    POSITIONAL JOIN meta_feedback m
+                    {only_fresh("feedback", feedback)}
+                """, params)
+            con.execute("INSERT INTO raw.quarantine SELECT * FROM block_quarantine")
+            lines_new, events_new = con.execute(
+                "SELECT count(DISTINCT line_no), count(*) FROM block_fresh").fetchall()[0]
+            con.execute(
+                """
+                UPDATE raw.ingest_ledger SET
+                    lines_done = ?, lines_ingested = lines_ingested + ?,
+                    lines_quarantined = lines_quarantined + ?, lines_duplicate = lines_duplicate + ?,
+                    lines_blank = lines_blank + ?, events_ingested = events_ingested + ?,
+                    status = ?, finished_at = CASE WHEN ? THEN now() END
+                WHERE file_hash = ?
+                """,
+                [result.last_line, lines_new, len(result.quarantine), result.valid_lines - lines_new,
+                 result.blank_lines, events_new, "done" if finished else "in_progress", finished, file_hash],
+            )
     finally:
         for view in ("meta_interaction", "meta_feedback", "block_quarantine"):
             con.unregister(view)
