@@ -1,0 +1,1 @@
+"""Human labeling in Argilla: the local server, dataset settings, sampling, and exactly-once push and pull."""

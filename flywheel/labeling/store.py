@@ -1,0 +1,74 @@
+"""The labeling tables in the warehouse (schema `labeling`): what was queued and pushed, what came back.
+
+    labeling.queue             one row per Argilla record flywheel created (record_id = the Argilla record id),
+                               with the record exactly as sent; pushed_at is set only after Argilla accepted it
+    labeling.labels            one row per (record, annotator): the latest submitted or discarded answers
+    labeling.label_answers     view: one row per (record, annotator, question)
+    labeling.agreement         per dataset and question: agreement between annotators on overlapping records
+    labeling.record_agreement  per record and question
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+LABELING_DDL = """
+CREATE SCHEMA IF NOT EXISTS labeling;
+CREATE TABLE IF NOT EXISTS labeling.queue (
+    record_id        VARCHAR PRIMARY KEY,
+    dataset          VARCHAR NOT NULL,
+    kind             VARCHAR NOT NULL,       -- response_review | pairwise
+    request_id       VARCHAR NOT NULL,       -- the reviewed interaction (pairwise: answer A)
+    request_id_b     VARCHAR,                -- pairwise: answer B
+    cluster_id       VARCHAR NOT NULL,
+    app_id           VARCHAR,
+    model            VARCHAR,
+    model_b          VARCHAR,
+    strategy         VARCHAR NOT NULL,
+    round            INTEGER NOT NULL,
+    parent_record_id VARCHAR,                -- a later round of the same item, after low agreement
+    record           JSON NOT NULL,          -- fields, metadata and suggestions as sent to Argilla
+    queued_at        TIMESTAMPTZ NOT NULL,
+    pushed_at        TIMESTAMPTZ
+);
+CREATE TABLE IF NOT EXISTS labeling.labels (
+    record_id        VARCHAR NOT NULL,
+    user_id          VARCHAR NOT NULL,
+    username         VARCHAR,
+    dataset          VARCHAR NOT NULL,
+    kind             VARCHAR NOT NULL,
+    request_id       VARCHAR,
+    request_id_b     VARCHAR,
+    status           VARCHAR NOT NULL,       -- submitted | discarded
+    answers          JSON NOT NULL,          -- {question: value}
+    answers_hash     VARCHAR NOT NULL,
+    revision         INTEGER NOT NULL,       -- 1, then +1 each time the annotator changed the response
+    first_pulled_at  TIMESTAMPTZ NOT NULL,
+    updated_at       TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (record_id, user_id)
+);
+CREATE OR REPLACE VIEW labeling.label_answers AS
+    SELECT l.record_id, l.dataset, l.kind, l.request_id, l.request_id_b, l.user_id, l.username, l.status,
+           a.key AS question, a.value AS answer, l.updated_at
+    FROM labeling.labels l, json_each(l.answers) a;
+CREATE TABLE IF NOT EXISTS labeling.agreement (
+    dataset          VARCHAR NOT NULL,
+    question         VARCHAR NOT NULL,
+    records          INTEGER NOT NULL,       -- records with 2+ submitted answers to this question
+    pairs            INTEGER NOT NULL,
+    agreement        DOUBLE,                 -- mean pairwise agreement in [0, 1]
+    computed_at      TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (dataset, question)
+);
+CREATE TABLE IF NOT EXISTS labeling.record_agreement (
+    record_id        VARCHAR NOT NULL,
+    question         VARCHAR NOT NULL,
+    annotators       INTEGER NOT NULL,
+    agreement        DOUBLE NOT NULL,
+    PRIMARY KEY (record_id, question)
+);
+"""
+
+
+def ensure_labeling_tables(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(LABELING_DDL)
