@@ -115,17 +115,20 @@ def ingest(
 @app.command()
 def run(
     rows: Annotated[int, typer.Option("--rows", "-n", help="Simulated interactions to add first (0: none).")] = 20_000,
+    labeling: Annotated[bool, typer.Option(help="Queue samples in Argilla (the local server unless ARGILLA_API_URL "
+                                                "and ARGILLA_API_KEY are set) and pull labels.")] = True,
     home: HomeOption = None,
 ) -> None:
     """The main job on embedded defaults: simulate traffic into the landing folder, then materialize the
-    flywheel job in Dagster (recorded in FLYWHEEL_HOME/dagster, visible in `flywheel dagster`)."""
+    flywheel in Dagster (recorded in FLYWHEEL_HOME/dagster, visible in `flywheel dagster`): ingest, the SQL
+    models of each day touched, and the labeling queue in Argilla."""
     from pipelines.launch import run_main_job
 
     where = Home.from_env(home).ensure()
     if rows:
         simulate(rows=rows, days=7, seed=None, malformed_rate=0.005, out=None, home=where.root)
     console.print("running the flywheel in Dagster: ingest, then the SQL models of each day touched …")
-    result = run_main_job(where, on_run=console.print)
+    result = run_main_job(where, on_run=console.print, labeling=labeling)
     if not result.success:
         console.print("[red]a Dagster run failed[/]; `flywheel dagster` shows its logs")
         raise typer.Exit(1)
@@ -142,7 +145,28 @@ def run(
     console.print(table)
     console.print(", ".join(f"{k}: {v:,}" for k, v in counts.items()) + f", near-duplicate clusters: {clusters:,}")
     console.print("redacted before leaving raw: " + (", ".join(f"{k} {n:,}" for k, n in redacted) or "nothing"))
+    if labeling:
+        _print_labeling(where)
     console.print(f"{len(result.runs)} Dagster run(s) succeeded. Next: flywheel sql \"SELECT ...\", flywheel dagster")
+
+
+def _print_labeling(where: Home) -> None:
+    from flywheel.labeling.client import remote_target
+    from flywheel.labeling.server import LocalArgilla
+
+    with warehouse.session(where.warehouse, read_only=True, on_wait=console.print) as con:
+        queued = con.execute("SELECT kind, count(*), count(pushed_at) FROM labeling.queue GROUP BY 1 ORDER BY 1")
+        queued = queued.fetchall()
+    console.print("in Argilla: " + ", ".join(f"{kind} {pushed:,} of {n:,} queued" for kind, n, pushed in queued))
+    remote = remote_target()
+    if remote is not None:
+        console.print(f"label at {remote.api_url}")
+        return
+    server = LocalArgilla(where)
+    state, credentials = server.state(), server.credentials()
+    if state and credentials:
+        console.print(f"label at {state.url} as {credentials.username} (password in {server.credentials_file}); "
+                      "stop it with `flywheel argilla down`")
 
 
 @app.command()
@@ -199,6 +223,131 @@ def schemas(
             console.print(f"wrote schemas/{name}.schema.json")
         else:
             print(text)
+
+
+argilla_app = typer.Typer(help="The local Argilla server (labeling UI) under FLYWHEEL_HOME/argilla.",
+                          no_args_is_help=True)
+label_app = typer.Typer(help="The labeling loop: queue samples in Argilla, pull the labels back.", no_args_is_help=True)
+app.add_typer(argilla_app, name="argilla")
+app.add_typer(label_app, name="label")
+PortOption = Annotated[int | None, typer.Option(help="Port on 127.0.0.1 (default 6900 or FLYWHEEL_ARGILLA_PORT).")]
+
+
+@argilla_app.command("up")
+def argilla_up(port: PortOption = None, home: HomeOption = None) -> None:
+    """Start a real Argilla server (own virtual environment, SQLite, embedded Redis, no Elasticsearch)."""
+    from flywheel.labeling.server import ArgillaServerError, LocalArgilla
+
+    server = LocalArgilla(Home.from_env(home).ensure(), port=port)
+    try:
+        state, credentials, new = server.up(say=console.print)
+    except ArgillaServerError as error:
+        console.print(f"[red]error:[/] {error}")
+        raise typer.Exit(1) from error
+    console.print(f"Argilla UI: {state.url}  (pid {state.pid}, log {state.log})")
+    if new:
+        # Printed once, now; afterwards only the file holds them.
+        console.print(f"  username: {credentials.username}\n  password: {credentials.password}\n"
+                      f"  API key:  {credentials.api_key}")
+    console.print(f"  credentials: {server.credentials_file} (owner-only)")
+
+
+@argilla_app.command("down")
+def argilla_down(home: HomeOption = None) -> None:
+    """Stop the local Argilla server; its data stays under FLYWHEEL_HOME/argilla/data."""
+    from flywheel.labeling.server import LocalArgilla
+
+    stopped = LocalArgilla(Home.from_env(home)).down()
+    console.print("Argilla stopped" if stopped else "Argilla was not running")
+
+
+@argilla_app.command("status")
+def argilla_status(home: HomeOption = None) -> None:
+    """Is the labeling server up, where, and how far has labeling got per dataset?"""
+    from flywheel.labeling.client import ArgillaUnavailable, resolve_target
+    from flywheel.labeling.loop import specs
+    from flywheel.labeling.sync import dataset_for
+
+    where = Home.from_env(home)
+    try:
+        target = resolve_target(where)
+    except ArgillaUnavailable as error:
+        console.print(f"not running: {error}")
+        raise typer.Exit(3) from error
+    if not target.reachable():
+        console.print(f"[red]not reachable:[/] {target.api_url}")
+        raise typer.Exit(3)
+    console.print(f"Argilla {'(local)' if target.local else '(remote)'}: {target.api_url}, "
+                  f"workspace {target.workspace}")
+    client = target.client()
+    for spec in specs().values():
+        dataset = dataset_for(target, spec, client=client, create=False)
+        progress = dict(dataset.progress()) if dataset is not None else "not created yet"
+        console.print(f"  {spec.name}: {progress}")
+
+
+def _target(where: Home, start_local: bool):
+    from flywheel.labeling.client import ArgillaUnavailable, resolve_target
+    from flywheel.labeling.server import ArgillaServerError
+
+    try:
+        return resolve_target(where, start_local=start_local, say=console.print)
+    except (ArgillaUnavailable, ArgillaServerError) as error:
+        console.print(f"[red]error:[/] {error}")
+        raise typer.Exit(3) from error
+
+
+@label_app.command("queue")
+def label_queue(
+    budget: Annotated[int | None, typer.Option(help="Response-review records this run (default: sampling.yaml).")]
+    = None,
+    pairs: Annotated[int | None, typer.Option(help="Pairwise records this run (default: sampling.yaml).")] = None,
+    home: HomeOption = None,
+) -> None:
+    """Sample interactions for labeling (strategies and budget in schemas/labeling/sampling.yaml), push to Argilla."""
+    from flywheel.labeling.client import ArgillaUnavailable
+    from flywheel.labeling.loop import queue_and_push
+
+    where = Home.from_env(home).ensure()
+    target = _target(where, start_local=True)
+    budgets = {k: v for k, v in {"response_review": budget, "pairwise": pairs}.items() if v is not None}
+    with warehouse.session(where.warehouse, on_wait=console.print) as con, _progress() as bar:
+        tasks: dict[str, int] = {}
+
+        def advance(kind: str, done: int, total: int) -> None:
+            if kind not in tasks:
+                tasks[kind] = bar.add_task(f"pushing {kind}", total=total)
+            bar.update(tasks[kind], completed=done)
+
+        try:
+            report = queue_and_push(con, target, budgets=budgets, on_batch=advance)
+        except ArgillaUnavailable as error:
+            console.print(f"[red]error:[/] {error}")
+            raise typer.Exit(3) from error
+    for kind, sampled in report.sampled.items():
+        console.print(f"{kind}: queued {sampled.queued} of budget {sampled.budget} from {sampled.candidates:,} "
+                      f"candidates {sampled.queued_by_strategy}; pushed {report.pushed[kind].pushed}")
+    console.print(f"label them at {target.api_url}")
+
+
+@label_app.command("pull")
+def label_pull(home: HomeOption = None) -> None:
+    """Pull submitted and discarded responses into labeling.labels (exactly once), with annotator agreement."""
+    from flywheel.labeling.client import ArgillaUnavailable
+    from flywheel.labeling.loop import pull_all
+
+    where = Home.from_env(home).ensure()
+    target = _target(where, start_local=False)
+    with warehouse.session(where.warehouse, on_wait=console.print) as con:
+        try:
+            report = pull_all(con, target)
+        except ArgillaUnavailable as error:
+            console.print(f"[red]error:[/] {error}")
+            raise typer.Exit(3) from error
+    for kind, pulled in report.pulled.items():
+        console.print(f"{kind}: new {pulled.new}, changed {pulled.changed}, unchanged {pulled.unchanged}, "
+                      f"drafts skipped {pulled.drafts_skipped}; progress {pulled.progress}; "
+                      f"agreement {pulled.agreement or 'n/a'}; sent back {pulled.requeued}")
 
 
 if __name__ == "__main__":

@@ -34,9 +34,10 @@ class MainJobResult:
         return all(run.success for run in self.runs)
 
 
-def run_main_job(home: Home, on_run: Callable[[str], None] | None = None) -> MainJobResult:
-    """Ingest the landing folder, then build the SQL models for every day the new data touched: the same
-    runs the sensors start in `flywheel dagster`, executed here in-process and recorded in the instance."""
+def run_main_job(home: Home, on_run: Callable[[str], None] | None = None, labeling: bool = True) -> MainJobResult:
+    """Ingest the landing folder, build the SQL models for every day the new data touched, then queue samples
+    in Argilla and pull labels (`labeling`): the same runs the sensors and schedules start in
+    `flywheel dagster`, executed here in-process and recorded in the instance."""
     instance = prepare_instance(home)
     from pipelines.definitions import defs  # after FLYWHEEL_HOME is set: resources read it
 
@@ -58,6 +59,11 @@ def run_main_job(home: Home, on_run: Callable[[str], None] | None = None) -> Mai
                 on_run(f"day {day}: {'ok' if run.success else 'FAILED'} (run {run.run_id})")
             if not run.success:
                 break
+    if labeling and all(run.success for run in runs):
+        run = defs.resolve_job_def("labeling_job").execute_in_process(instance=instance, run_config=quiet, tags=tags)
+        runs.append(run)
+        if on_run:
+            on_run(f"labeling: {'ok' if run.success else 'FAILED'} (run {run.run_id})")
     return MainJobResult(runs, days)
 
 

@@ -32,9 +32,23 @@ class WarehouseResource(dg.ConfigurableResource):
         return self.layout.landing
 
 
+class ArgillaResource(dg.ConfigurableResource):
+    """The Argilla that labeling talks to: ARGILLA_API_URL + ARGILLA_API_KEY when set (remote), otherwise the
+    local server under FLYWHEEL_HOME, started on first use when `start_local` (the embedded default)."""
+
+    home: str = ""
+    start_local: bool = True
+
+    def target(self, log: dg.DagsterLogManager | None = None):
+        from flywheel.labeling.client import resolve_target
+
+        return resolve_target(Home.from_env(self.home or None).ensure(), start_local=self.start_local,
+                              say=log.info if log else print)
+
+
 def resources_for(deployment: str) -> dict[str, object]:
     # One entry per deployment; the scale-out profile (DuckLake on PostgreSQL) adds its own here.
-    by_deployment = {"local": {"warehouse": WarehouseResource()}}
+    by_deployment = {"local": {"warehouse": WarehouseResource(), "argilla": ArgillaResource()}}
     if deployment not in by_deployment:
         raise ValueError(f"unknown FLYWHEEL_DEPLOYMENT {deployment!r}; known: {sorted(by_deployment)}")
     return by_deployment[deployment]

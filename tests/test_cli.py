@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,12 +14,14 @@ from pathlib import Path
 import pytest
 
 from tests.factories import interaction, write_lines
+from tests.support.ports import free_port
 
 FLYWHEEL = [sys.executable, "-m", "flywheel.cli"]
 
 
-def run_cli(*args: str, home: Path, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "FLYWHEEL_HOME": str(home), "COLUMNS": "160"}
+def run_cli(*args: str, home: Path, check: bool = True, timeout: float = 300,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "FLYWHEEL_HOME": str(home), "COLUMNS": "160", **(env or {})}
     done = subprocess.run([*FLYWHEEL, *args], capture_output=True, text=True, env=env, timeout=timeout)
     if check:
         assert done.returncode == 0, done.stderr
@@ -29,20 +30,27 @@ def run_cli(*args: str, home: Path, check: bool = True, timeout: float = 300) ->
 
 def test_help_lists_every_command(tmp_path):
     out = run_cli("--help", home=tmp_path).stdout
-    for command in ("simulate", "ingest", "run", "sql", "dagster", "schemas"):
+    for command in ("simulate", "ingest", "run", "sql", "dagster", "schemas", "argilla", "label"):
         assert command in out
     assert "--mapping" in run_cli("ingest", "--help", home=tmp_path).stdout
 
 
-def test_main_job_simulates_ingests_and_reports_and_a_rerun_duplicates_nothing(tmp_path):
+def test_main_job_simulates_ingests_queues_labeling_and_a_rerun_duplicates_nothing(tmp_path, argilla_target):
     home = tmp_path / "home"
-    first = run_cli("run", "--rows", "3000", home=home)
+    remote = {"ARGILLA_API_URL": argilla_target.api_url, "ARGILLA_API_KEY": argilla_target.api_key,
+              "ARGILLA_WORKSPACE": "main-job"}
+    first = run_cli("run", "--rows", "3000", home=home, env=remote)
     assert "Dagster run(s) succeeded" in first.stderr
+    assert "response_review 200 of 200 queued" in first.stderr and argilla_target.api_url in first.stderr
     assert "support-bot" in first.stderr
     totals = json.loads(run_cli("sql", "SELECT count(*) AS n, count(DISTINCT request_id) AS d FROM raw.interactions",
                                 "-o", "json", home=home).stdout)[0]
     assert 2900 < totals["n"] == totals["d"] <= 3000
-    run_cli("run", "--rows", "0", home=home)  # nothing new landed: nothing changes
+    queued = json.loads(run_cli("sql", "SELECT kind, count(*) AS n, count(pushed_at) AS pushed FROM labeling.queue "
+                                       "GROUP BY 1 ORDER BY 1", "-o", "json", home=home).stdout)
+    assert queued[1] == {"kind": "response_review", "n": 200, "pushed": 200}
+    assert 0 < queued[0]["n"] == queued[0]["pushed"] <= 50
+    run_cli("run", "--rows", "0", home=home, env=remote)  # nothing new landed: no new rows anywhere
     again = json.loads(run_cli("sql", "SELECT count(*) AS n FROM raw.interactions", "-o", "json", home=home).stdout)
     assert again[0]["n"] == totals["n"]
     built = json.loads(run_cli("sql", "SELECT count(*) AS n, count(DISTINCT request_id) AS d, "
@@ -50,6 +58,7 @@ def test_main_job_simulates_ingests_and_reports_and_a_rerun_duplicates_nothing(t
                                       "FROM intermediate.int_interactions", "-o", "json", home=home).stdout)[0]
     assert built == {"n": totals["n"], "d": totals["n"], "unpriced": 0}
     assert (home / "dagster" / "dagster.yaml").exists() and (home / "warehouse.duckdb").exists()
+    assert not (home / "argilla").exists()  # a configured remote Argilla means no local server
 
 
 def test_ingest_reports_bad_lines_with_file_line_and_reason(tmp_path):
@@ -73,12 +82,6 @@ def test_errors_are_clear_and_exit_non_zero(tmp_path):
     assert read_only.returncode == 2 and "read-only" in read_only.stderr
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _graphql(port: int, query: str) -> dict:
     request = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=json.dumps({"query": query}).encode(),
                                      headers={"content-type": "application/json"})
@@ -88,7 +91,7 @@ def _graphql(port: int, query: str) -> dict:
 
 @pytest.mark.slow
 def test_dagster_ui_serves_assets_sensor_and_schedule_on_localhost(tmp_path):
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "FLYWHEEL_HOME": str(tmp_path / "home")}
     process = subprocess.Popen([*FLYWHEEL, "dagster", "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, start_new_session=True)

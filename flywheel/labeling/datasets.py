@@ -13,6 +13,9 @@ from flywheel.settings import SCHEMAS_DIR
 LABELING_DIR = SCHEMAS_DIR / "labeling"
 RESPONSE_REVIEW = "response_review"
 PAIRWISE = "pairwise"
+FIELD_TYPES = {"chat", "text"}
+QUESTION_TYPES = {"rating", "label", "multi_label", "text"}
+METADATA_TYPES = {"terms", "float", "integer"}
 
 
 class LabelingConfigError(ValueError):
@@ -63,19 +66,12 @@ class DatasetSpec:
             "integer": lambda m: rg.IntegerMetadataProperty(name=m["name"], title=m.get("title")),
         }
 
-        def build(section: str, table: dict, entry: dict):
-            kind = entry.get("type")
-            if kind not in table:
-                raise LabelingConfigError(f"{self.path}: {section} {entry.get('name')!r} has type {kind!r}; "
-                                          f"expected one of {sorted(table)}")
-            return table[kind](entry)
-
         return rg.Settings(
             guidelines=self.config.get("guidelines"),
             allow_extra_metadata=self.config.get("allow_extra_metadata", False),
-            fields=[build("field", builders, f) for f in self.config["fields"]],
-            questions=[build("question", questions, q) for q in self.config["questions"]],
-            metadata=[build("metadata", metadata, m) for m in self.config.get("metadata", [])],
+            fields=[builders[f["type"]](f) for f in self.config["fields"]],
+            questions=[questions[q["type"]](q) for q in self.config["questions"]],
+            metadata=[metadata[m["type"]](m) for m in self.config.get("metadata", [])],
             vectors=[rg.VectorField(name=v["name"], dimensions=v["dimensions"], title=v.get("title"))
                      for v in self.config.get("vectors") or []],
             distribution=rg.TaskDistribution(min_submitted=self.min_submitted),
@@ -91,6 +87,13 @@ def load_spec(kind: str, folder: Path = LABELING_DIR) -> DatasetSpec:
     for key in ("name", "fields", "questions"):
         if not config or key not in config:
             raise LabelingConfigError(f"{path}: missing '{key}'")
+    for section, key, known in (("field", "fields", FIELD_TYPES), ("question", "questions", QUESTION_TYPES),
+                                ("metadata", "metadata", METADATA_TYPES)):
+        for entry in config.get(key) or []:
+            entry = entry if isinstance(entry, dict) else {"name": entry}
+            if entry.get("type") not in known:
+                raise LabelingConfigError(f"{path}: {section} {entry.get('name')!r} has type {entry.get('type')!r}; "
+                                          f"expected one of {sorted(known)}")
     return DatasetSpec(kind=kind, name=config["name"], config=config, path=path)
 
 

@@ -134,7 +134,8 @@ def sample_pairwise(con: duckdb.DuckDBPyConnection, spec: DatasetSpec, config: d
         a AS (SELECT * FROM members WHERE best = 1),
         b AS (
             SELECT m.*, row_number() OVER (PARTITION BY m.cluster_id
-                                           ORDER BY coalesce(m.feedback_score, 2) ASC, m.judge_score, m.request_id) AS worst
+                                           ORDER BY coalesce(m.feedback_score, 2), m.judge_score, m.request_id)
+                       AS worst
             FROM members m JOIN a ON m.cluster_id = a.cluster_id AND m.model <> a.model
         )
         SELECT a.cluster_id, a.cluster_size, a.app_id, a.messages,
@@ -201,7 +202,7 @@ def review_record(row: dict[str, Any], spec: DatasetSpec) -> dict[str, Any]:
         suggestions.append({"question": "verdict", "value": "good" if p_good >= 0.5 else "bad",
                             "agent": "heuristic-judge", "score": round(max(p_good, 1 - p_good), 3)})
     if row.get("rating_score") is not None:
-        suggestions.append({"question": "quality", "value": int(round(1 + 4 * row["rating_score"])),
+        suggestions.append({"question": "quality", "value": round(1 + 4 * row["rating_score"]),
                             "agent": "user-feedback", "score": 1.0})
     if row.get("judge_issues"):
         suggestions.append({"question": "issues", "value": list(row["judge_issues"]), "agent": "heuristic-judge",

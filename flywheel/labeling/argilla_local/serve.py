@@ -63,9 +63,13 @@ async def ensure_owner(credentials: dict) -> None:
 
 def start_job_worker() -> None:
     from argilla_server.jobs.queues import DEFAULT_QUEUE, HIGH_QUEUE
+    from rq.timeouts import TimerDeathPenalty
     from rq.worker import SimpleWorker
 
     class ThreadWorker(SimpleWorker):
+        # Job time limits by timer thread: SIGALRM (rq's default) only works in the main thread.
+        death_penalty_class = TimerDeathPenalty
+
         def _install_signal_handlers(self) -> None:
             # Signals belong to the main thread (uvicorn); this worker stops with the process.
             pass

@@ -15,8 +15,9 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 from uuid import UUID
 
 from argilla_server.database import AsyncSessionLocal
@@ -111,9 +112,7 @@ def _matches_value(value: Any, flt: TermsFilter | RangeFilter) -> bool:
         number = float(value)
         if flt.ge is not None and number < float(flt.ge):
             return False
-        if flt.le is not None and number > float(flt.le):
-            return False
-        return True
+        return not (flt.le is not None and number > float(flt.le))
     except (TypeError, ValueError):
         text = str(value)
         return (flt.ge is None or text >= str(flt.ge)) and (flt.le is None or text <= str(flt.le))
@@ -239,7 +238,7 @@ async def load_docs(dataset_id: UUID, *, with_vectors: bool = False) -> list[Doc
 
 
 def _cosine(a: list[float], b: list[float]) -> float:
-    dot = sum(x * y for x, y in zip(a, b))
+    dot = sum(x * y for x, y in zip(a, b, strict=False))
     norm = math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b))
     return dot / norm if norm else 0.0
 

@@ -1,0 +1,83 @@
+"""The labeling loop as assets: what was queued in Argilla, and the labels that came back."""
+
+import dagster as dg
+
+from flywheel import reports
+from flywheel.labeling.loop import pull_all, queue_and_push
+from pipelines.defs.sql_models.assets import WAREHOUSE_POOL
+from pipelines.resources import ArgillaResource, WarehouseResource
+
+CANDIDATES = dg.AssetKey(["intermediate", "int_labeling_candidates"])
+
+
+def _preview(con, sql: str, params: list) -> dg.MarkdownMetadataValue:
+    cursor = con.execute(sql, params)
+    columns = [c[0] for c in cursor.description]
+    return dg.MetadataValue.md(reports.markdown_table(columns, cursor.fetchall()))
+
+
+@dg.asset(
+    key=["labeling", "queue"],
+    deps=[CANDIDATES],
+    group_name="labeling",
+    kinds={"duckdb", "argilla"},
+    pool=WAREHOUSE_POOL,
+    description="Samples this run's labeling budget (strategies in schemas/labeling/sampling.yaml, one "
+                "representative per near-duplicate cluster, redacted text only) into labeling.queue and pushes "
+                "everything not yet pushed to Argilla. Re-running pushes nothing twice.",
+)
+def labeling_queue(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+                   argilla: ArgillaResource) -> dg.MaterializeResult:
+    target = argilla.target(context.log)
+    con = warehouse.connect(context.log)
+    try:
+        report = queue_and_push(con, target, on_batch=lambda kind, done, total: context.log.info(
+            f"{kind}: pushed {done}/{total}"))
+        totals = con.execute("SELECT count(*), count(pushed_at) FROM labeling.queue").fetchone()
+        preview = _preview(con, "SELECT record_id, kind, strategy, app_id, model, round FROM labeling.queue "
+                                "ORDER BY queued_at DESC, record_id LIMIT 10", [])
+    finally:
+        con.close()
+    metadata: dict = {"argilla_url": dg.MetadataValue.url(target.api_url), "queue_total": totals[0],
+                      "queue_pushed": totals[1], "preview": preview}
+    for kind, sampled in report.sampled.items():
+        metadata[f"{kind}/candidates"] = sampled.candidates
+        metadata[f"{kind}/queued"] = sampled.queued
+        metadata[f"{kind}/pushed"] = report.pushed[kind].pushed
+        metadata[f"{kind}/by_strategy"] = dg.MetadataValue.json(sampled.queued_by_strategy)
+    return dg.MaterializeResult(metadata=metadata)
+
+
+@dg.asset(
+    key=["labeling", "labels"],
+    deps=[dg.AssetKey(["labeling", "queue"])],
+    group_name="labeling",
+    kinds={"duckdb", "argilla"},
+    pool=WAREHOUSE_POOL,
+    description="Submitted and discarded Argilla responses in labeling.labels (one row per record and "
+                "annotator, replaced when changed), annotator agreement, and low-agreement records sent back.",
+)
+def labeling_labels(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+                    argilla: ArgillaResource) -> dg.MaterializeResult:
+    target = argilla.target(context.log)
+    con = warehouse.connect(context.log)
+    try:
+        report = pull_all(con, target)
+        labels = con.execute("SELECT count(*), count(*) FILTER (WHERE status = 'discarded') FROM labeling.labels")
+        labels = labels.fetchone()
+        preview = _preview(con, "SELECT record_id, username, status, answers FROM labeling.labels "
+                                "ORDER BY updated_at DESC LIMIT 10", [])
+    finally:
+        con.close()
+    metadata: dict = {"labels_total": labels[0], "labels_discarded": labels[1], "preview": preview}
+    for kind, pulled in report.pulled.items():
+        progress = pulled.progress or {}
+        metadata[f"{kind}/progress"] = dg.MetadataValue.json(progress)
+        if progress.get("total"):
+            metadata[f"{kind}/completed_pct"] = round(100.0 * progress.get("completed", 0) / progress["total"], 1)
+        metadata[f"{kind}/new"] = pulled.new
+        metadata[f"{kind}/changed"] = pulled.changed
+        metadata[f"{kind}/unchanged"] = pulled.unchanged
+        metadata[f"{kind}/agreement"] = dg.MetadataValue.json(pulled.agreement)
+        metadata[f"{kind}/sent_back"] = pulled.requeued
+    return dg.MaterializeResult(metadata=metadata)
