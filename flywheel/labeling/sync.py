@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
+import httpx
 
 from flywheel.labeling.agreement import compute_agreement
-from flywheel.labeling.client import ArgillaTarget, ArgillaUnavailable
+from flywheel.labeling.client import DEFAULT_TIMEOUT_S, ArgillaTarget, ArgillaUnavailable
 from flywheel.labeling.datasets import DatasetSpec
 from flywheel.labeling.store import ensure_labeling_tables
 from flywheel.warehouse import transaction
@@ -50,7 +52,6 @@ class PullReport:
 
 
 def _api_errors() -> tuple[type[BaseException], ...]:
-    import httpx
     from argilla._exceptions import ArgillaError
 
     return (httpx.HTTPError, ArgillaError, ConnectionError, TimeoutError)
@@ -62,12 +63,13 @@ def dataset_for(target: ArgillaTarget, spec: DatasetSpec, client=None, create: b
 
     client = client or target.client()
     try:
-        workspace = client.workspaces(target.workspace)
-        if workspace is None:
-            if not create:
-                return None
-            workspace = rg.Workspace(name=target.workspace, client=client).create()
-        existing = client.datasets(name=spec.name, workspace=workspace)
+        with warnings.catch_warnings():
+            # The SDK warns on every lookup that finds nothing; "missing" is an expected answer here.
+            warnings.simplefilter("ignore", UserWarning)
+            workspace = client.workspaces(target.workspace)
+            if workspace is None and create:
+                workspace = rg.Workspace(name=target.workspace, client=client).create()
+            existing = client.datasets(name=spec.name, workspace=workspace) if workspace is not None else None
         if existing is not None or not create:
             return existing
         return rg.Dataset(name=spec.name, workspace=workspace, settings=spec.settings(), client=client).create()
@@ -116,16 +118,33 @@ def push(con: duckdb.DuckDBPyConnection, target: ArgillaTarget, spec: DatasetSpe
     return report
 
 
-def _answers_of(record) -> dict[str, dict[str, Any]]:
-    """{user_id: {"status": ..., "answers": {question: value}}} for one Argilla record."""
-    by_user: dict[str, dict[str, Any]] = {}
-    for response in record.responses:
-        entry = by_user.setdefault(str(response.user_id), {"status": str(response.status.value
-                                                                           if hasattr(response.status, "value")
-                                                                           else response.status),
-                                                            "answers": {}})
-        entry["answers"][response.question_name] = response.value
-    return by_user
+def _answers_of(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """{user_id: {"status": ..., "answers": {question: value}}} for one record of Argilla's REST API."""
+    return {
+        str(response["user_id"]): {
+            "status": str(response["status"]),
+            "answers": {q: v.get("value") for q, v in (response.get("values") or {}).items()},
+        }
+        for response in record.get("responses") or []
+    }
+
+
+def _records_with_responses(target: ArgillaTarget, dataset_id: Any, page: int = 1000) -> Iterator[dict[str, Any]]:
+    """Every record of a dataset with all its responses, page by page (oldest first, so records pushed
+    meanwhile come at the end). Read over REST rather than with the SDK: the SDK 2.8 fails on a discarded
+    response without values, which is what the UI's Discard button stores."""
+    with httpx.Client(base_url=target.api_url, headers={"X-Argilla-Api-Key": target.api_key},
+                      timeout=DEFAULT_TIMEOUT_S) as http:
+        offset = 0
+        while True:
+            answer = http.get(f"/api/v1/datasets/{dataset_id}/records",
+                              params={"include": "responses", "offset": offset, "limit": page})
+            answer.raise_for_status()
+            items = answer.json()["items"]
+            yield from items
+            if len(items) < page:
+                return
+            offset += len(items)
 
 
 def _usernames(client) -> dict[str, str]:
@@ -146,7 +165,8 @@ def pull(con: duckdb.DuckDBPyConnection, target: ArgillaTarget, spec: DatasetSpe
         return report
     try:
         usernames = _usernames(client)
-        pulled = [(str(record.id), user_id, entry) for record in dataset.records(with_responses=True)
+        pulled = [(str(record["external_id"]), user_id, entry)
+                  for record in _records_with_responses(target, dataset.id)
                   for user_id, entry in _answers_of(record).items()]
         report.progress = dict(dataset.progress())
     except _api_errors() as error:
