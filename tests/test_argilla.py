@@ -52,6 +52,15 @@ def respond(client: rg.Argilla, server_id: str, answers: dict, status: str = "su
     assert answer.status_code == 200 and answer.json()["items"][0]["error"] is None, answer.text
 
 
+def sdk_respond(owner: rg.Argilla, dataset_name: str, workspace: str, record_id: str, user_id, answers: dict) -> None:
+    """Answer one record on behalf of a user with the Argilla SDK (responses added to the record, then logged)."""
+    dataset = owner.datasets(name=dataset_name, workspace=workspace)
+    record = next(r for r in dataset.records(with_responses=False) if r.id == record_id)
+    for question, value in answers.items():
+        record.responses.add(rg.Response(question, value, user_id=user_id, status="submitted"))
+    dataset.records.log([record])
+
+
 def test_the_server_runs_on_loopback_with_owner_only_credentials_never_logged(argilla_server, argilla_target):
     state = argilla_server.state()
     assert argilla_target.reachable()
@@ -221,7 +230,7 @@ def test_pull_brings_labels_exactly_once_replaces_changes_keeps_discards_and_sur
     b = annotator(client, target.workspace, "ann-b")
     r1, r2, r3, r4 = [r for (r,) in con.execute("SELECT record_id FROM labeling.queue ORDER BY 1").fetchall()]
     sid = server_ids(client, spec.name, target.workspace)
-    respond(a, sid[r1], {"verdict": "good", "quality": 5})
+    sdk_respond(client, spec.name, target.workspace, r1, a.me.id, {"verdict": "good", "quality": 5})
     respond(b, sid[r1], {"verdict": "good", "quality": 4})
     respond(a, sid[r2], {"verdict": "good", "quality": 5})
     respond(b, sid[r2], {"verdict": "bad", "quality": 1})
@@ -321,3 +330,42 @@ def test_a_remote_argilla_is_used_when_configured_and_a_missing_one_is_a_clear_e
     monkeypatch.delenv("ARGILLA_API_URL")
     with pytest.raises(ArgillaUnavailable, match="flywheel argilla up"):
         resolve_target(home)
+
+
+def test_a_slow_argilla_is_a_clear_error_and_nothing_is_marked_pushed(warehouse_copy):
+    import socket
+    import threading
+    import time
+
+    con = warehouse_copy
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    held = []
+    threading.Thread(target=lambda: held.append(listener.accept()), daemon=True).start()  # accepts, never answers
+    target = ArgillaTarget(f"http://127.0.0.1:{listener.getsockname()[1]}", "key", "flywheel", local=False,
+                           timeout=1.0)
+    spec = unique_spec(RESPONSE_REVIEW)
+    sampling.sample_response_review(con, spec, CONFIG["response_review"], budget=5)
+    started = time.monotonic()
+    with pytest.raises(ArgillaUnavailable, match=r"127\.0\.0\.1"):
+        sync.push(con, target, spec)
+    assert time.monotonic() - started < 20
+    assert con.execute("SELECT count(*), count(pushed_at) FROM labeling.queue").fetchone() == (5, 0)
+    listener.close()
+
+
+def test_the_cli_shows_status_pulls_and_never_reprints_credentials(argilla_server, argilla_target, tmp_path):
+    from tests.test_cli import run_cli
+
+    up = run_cli("argilla", "up", "--port", str(argilla_server.port), home=argilla_server.home.root)
+    assert argilla_target.api_url in up.stderr and "password:" not in up.stderr  # printed once, at creation
+    assert argilla_target.api_key not in up.stderr + up.stdout
+    status = run_cli("argilla", "status", home=argilla_server.home.root)
+    assert "(local)" in status.stderr and "response-review" in status.stderr
+    remote = {"ARGILLA_API_URL": argilla_target.api_url, "ARGILLA_API_KEY": argilla_target.api_key,
+              "ARGILLA_WORKSPACE": f"cli-{uuid.uuid4().hex[:6]}"}
+    pulled = run_cli("label", "pull", home=tmp_path / "h", env=remote)
+    assert "response_review: new 0, changed 0, unchanged 0" in pulled.stderr.replace("\n", " ")
+    missing = run_cli("label", "pull", home=tmp_path / "h", check=False)
+    assert missing.returncode == 3 and "flywheel argilla up" in missing.stderr

@@ -11,7 +11,7 @@ import httpx
 from flywheel.labeling.server import WORKSPACE, LocalArgilla
 from flywheel.settings import Home
 
-DEFAULT_TIMEOUT_S = 30.0
+DEFAULT_TIMEOUT_S = float(os.environ.get("FLYWHEEL_ARGILLA_TIMEOUT", "30"))
 
 
 class ArgillaUnavailable(RuntimeError):
@@ -24,15 +24,17 @@ class ArgillaTarget:
     api_key: str
     workspace: str
     local: bool
+    timeout: float = DEFAULT_TIMEOUT_S  # seconds per request: a slow Argilla is an error, not a hang
 
     def __repr__(self) -> str:  # the key never lands in logs or tracebacks
         return f"ArgillaTarget(api_url={self.api_url!r}, workspace={self.workspace!r}, local={self.local})"
 
-    def client(self, timeout: float = DEFAULT_TIMEOUT_S):
+    def client(self):
         import argilla as rg
 
         try:
-            return rg.Argilla(api_url=self.api_url, api_key=self.api_key, timeout=int(timeout))
+            return rg.Argilla(api_url=self.api_url, api_key=self.api_key, timeout=max(1, int(self.timeout)),
+                              retries=1)
         except Exception as error:  # the SDK raises its own, httpx's or a bare Exception on connect
             raise ArgillaUnavailable(f"cannot connect to Argilla at {self.api_url}: {error}") from error
 

@@ -23,7 +23,7 @@ import duckdb
 import httpx
 
 from flywheel.labeling.agreement import compute_agreement
-from flywheel.labeling.client import DEFAULT_TIMEOUT_S, ArgillaTarget, ArgillaUnavailable
+from flywheel.labeling.client import ArgillaTarget, ArgillaUnavailable
 from flywheel.labeling.datasets import DatasetSpec
 from flywheel.labeling.store import ensure_labeling_tables
 from flywheel.warehouse import transaction
@@ -134,7 +134,7 @@ def _records_with_responses(target: ArgillaTarget, dataset_id: Any, page: int = 
     meanwhile come at the end). Read over REST rather than with the SDK: the SDK 2.8 fails on a discarded
     response without values, which is what the UI's Discard button stores."""
     with httpx.Client(base_url=target.api_url, headers={"X-Argilla-Api-Key": target.api_key},
-                      timeout=DEFAULT_TIMEOUT_S) as http:
+                      timeout=target.timeout) as http:
         offset = 0
         while True:
             answer = http.get(f"/api/v1/datasets/{dataset_id}/records",
