@@ -116,7 +116,8 @@ def test_dagster_ui_serves_assets_sensor_and_schedule_on_localhost(tmp_path):
         assert {"/".join(n["assetKey"]["path"]) for n in repository["assetNodes"]} >= {"raw/interactions",
                                                                                      "raw/quarantine"}
         assert sorted(s["name"] for s in repository["sensors"]) == ["landing_sensor", "touched_days_sensor"]
-        assert sorted(s["name"] for s in repository["schedules"]) == ["daily_ingest", "daily_models"]
+        assert sorted(s["name"] for s in repository["schedules"]) == ["daily_ingest", "daily_labeling",
+                                                                      "daily_models", "pull_labels"]
         import psutil
 
         listening = {c.laddr.ip for c in psutil.net_connections(kind="tcp")

@@ -21,7 +21,10 @@ EXPECTED_ASSET_KEYS = {
     "intermediate/int_feedback_by_request",
     "intermediate/int_interactions",
     "intermediate/int_cluster_members",
+    "intermediate/int_labeling_candidates",
     "dedup/clusters",
+    "labeling/queue",
+    "labeling/labels",
 }
 
 
@@ -30,9 +33,11 @@ def test_all_definitions_load():
 
     repository = defs.get_repository_def()
     repository.load_all_definitions()
-    assert {j.name for j in repository.get_all_jobs()} >= {"ingest_job", "daily_models_job"}
+    assert {j.name for j in repository.get_all_jobs()} >= {"ingest_job", "daily_models_job", "labeling_job",
+                                                           "pull_labels_job"}
     assert {s.name for s in repository.sensor_defs} == {"landing_sensor", "touched_days_sensor"}
-    assert {s.name for s in repository.schedule_defs} == {"daily_ingest", "daily_models"}
+    assert {s.name for s in repository.schedule_defs} == {"daily_ingest", "daily_models", "daily_labeling",
+                                                          "pull_labels"}
 
 
 def test_sql_model_assets_take_their_upstreams_from_the_sql():
