@@ -15,14 +15,12 @@ earlier clusters, the later-founded one is merged into the earlier.
 from __future__ import annotations
 
 import contextlib
-import zlib
 from dataclasses import dataclass
 from datetime import date
 from functools import cache
 
 import duckdb
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 
 from flywheel.warehouse import transaction
@@ -60,13 +58,16 @@ def optimal_bands(threshold: float, num_perm: int, weights: tuple[float, float] 
     return best
 
 
-# ASCII punctuation becomes space and letters lower case, so that "Time." and "time" are one word; the
-# whole batch is one bytes object, so this and the split into words run in C, not per text in Python.
+# ASCII punctuation becomes space and letters lower case, so that "Time." and "time" are one word
+# (bytes.translate over the whole batch at once, in C).
 _NORMALIZE = bytes(
     32 if chr(c) in "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~" else ord(chr(c).lower()) if c < 128 else c
     for c in range(256)
 )
-_SEPARATOR = b" \x01 "  # between texts: a word of its own that no text contains after normalization
+_WHITESPACE = np.zeros(256, dtype=bool)
+_WHITESPACE[list(b" \t\n\r\x0b\x0c")] = True
+_WORD_BASE = np.uint64(2_000_000_015)  # odd, so it has an inverse mod 2**64
+_WORD_BASE_INVERSE = np.uint64(pow(2_000_000_015, -1, 1 << 64))
 
 
 class MinHasher:
@@ -81,27 +82,42 @@ class MinHasher:
         self._band_mult = rng.integers(1, 1 << 63, (bands, rows), dtype=np.uint64)
         self.signature_mult = rng.integers(1, 1 << 63, config.num_perm, dtype=np.uint64)  # one key per signature
 
+    def word_hashes(self, texts: list[str | None]) -> tuple[np.ndarray, np.ndarray]:
+        """A 64-bit hash of every word of a batch of texts, with the index of the text each belongs to.
+
+        The batch is one bytes object: ASCII punctuation becomes space, ASCII letters lower case, words are runs
+        of non-whitespace. A word's hash is its polynomial hash, taken from prefix sums over the whole batch at
+        once (mod 2**64: a difference of prefixes times the inverse power at the word's start), so no Python
+        object is made per word and the work runs in numpy, which releases the GIL.
+        """
+        encoded = [(t or "").encode() for t in texts]
+        lengths = np.fromiter((len(e) for e in encoded), np.int64, len(encoded))
+        data = np.frombuffer(b" ".join(encoded).translate(_NORMALIZE), np.uint8)
+        if not len(data):
+            return np.empty(0, np.uint64), np.empty(0, np.int64)
+        space = _WHITESPACE[data]
+        start = np.flatnonzero(~space & np.r_[True, space[:-1]])
+        end = np.flatnonzero(~space & np.r_[space[1:], True]) + 1
+        powers = np.cumprod(np.r_[np.uint64(1), np.full(len(data), _WORD_BASE, np.uint64)])
+        inverse = np.cumprod(np.r_[np.uint64(1), np.full(len(data), _WORD_BASE_INVERSE, np.uint64)])
+        prefix = np.zeros(len(data) + 1, np.uint64)
+        np.cumsum((data.astype(np.uint64) + np.uint64(1)) * powers[:-1], out=prefix[1:])
+        text_start = np.r_[0, np.cumsum(lengths + 1)[:-1]]
+        owner = np.searchsorted(text_start, start, side="right") - 1
+        return (prefix[end] - prefix[start]) * inverse[start], owner
+
     def shingles(self, texts: list[str | None]) -> tuple[np.ndarray, np.ndarray]:
         """Hashes of every k-word shingle of a batch of texts, with the index of the text each belongs to.
 
-        Words are hashed once per distinct word in the batch; shingles are rolling sums over the whole
-        batch at once, keeping only the windows that stay inside one text. A text shorter than k words is
-        one shingle of all its words (an empty text has none).
+        Shingles are rolling sums of word hashes over the whole batch at once, keeping only the windows that
+        stay inside one text. A text shorter than k words is one shingle of all its words (an empty text has
+        none).
         """
         k = self.config.shingle_words
-        joined = _SEPARATOR.join((t or "").replace("\x01", " ").encode() for t in texts)
-        tokens = np.array(joined.translate(_NORMALIZE).split(), dtype=object)
-        ids, vocabulary = pd.factorize(tokens)  # each distinct word once, in C
-        separator = np.flatnonzero(vocabulary == b"\x01")
-        is_separator = ids == separator[0] if len(separator) else np.zeros(len(ids), dtype=bool)
-        owner_all = np.cumsum(is_separator)
-        keep = ~is_separator
-        ids, owner = ids[keep], owner_all[keep]
+        word_hash, owner = self.word_hashes(texts)
         lengths = np.bincount(owner, minlength=len(texts)).astype(np.int64)
-        word_hash = np.fromiter((zlib.crc32(w) for w in vocabulary), np.uint64, len(vocabulary))[ids]
-        tokens = ids  # one entry per word, for the length checks below
         parts, owners = [], []
-        if len(tokens) >= k:
+        if len(word_hash) >= k:
             windows = np.lib.stride_tricks.sliding_window_view(word_hash, k)
             inside = owner[: len(owner) - k + 1] == owner[k - 1:]
             parts.append((windows[inside] * self._powers).sum(axis=1) >> np.uint64(16))  # 48-bit shingle hashes
@@ -120,32 +136,32 @@ class MinHasher:
                ) -> tuple[np.ndarray, list[np.ndarray]]:
         """Signatures, and each text's exact set of shingle hashes (sorted), for exact comparisons.
 
-        `workers` > 1 spreads chunks over spawned processes (worth it from about 50,000 texts; the caller's
-        entry point must be guarded by `if __name__ == "__main__":`).
+        `workers` > 1 sketches chunks on that many threads: the work is numpy's, which releases the GIL, so
+        threads scale without the start-up cost and fork hazards of processes.
         """
         if chunk_docs >= 1 << 16:
             raise ValueError("chunk_docs must stay below 65,536 (text indexes are packed into 16 bits)")
-        if workers > 1 and len(texts) > 4 * chunk_docs:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
+        size = chunk_docs if workers <= 1 else max(500, min(chunk_docs, -(-len(texts) // (2 * workers))))
+        chunks = [texts[i:i + size] for i in range(0, len(texts), size)]
+        if workers > 1 and len(chunks) > 1:
+            from concurrent.futures import ThreadPoolExecutor
 
-            size = max(chunk_docs, len(texts) // (4 * workers))
-            chunks = [texts[i:i + size] for i in range(0, len(texts), size)]
-            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-                parts = list(pool.map(self.sketch, chunks))
-            return np.concatenate([p[0] for p in parts]), [s for p in parts for s in p[1]]
-        signatures = np.empty((len(texts), self.config.num_perm), dtype=np.uint32)
-        sets: list[np.ndarray] = []
-        for start in range(0, len(texts), chunk_docs):
-            batch = texts[start:start + chunk_docs]
-            flat, owner = self.shingles(batch)
-            signatures[start:start + len(batch)] = self._one_permutation(flat, owner, len(batch))
-            # shingle hashes have 48 bits and a chunk's text index 16: one sort of (text, shingle) packed
-            packed = np.sort((owner.astype(np.uint64) << np.uint64(48)) | flat)  # (np.unique hashes: slower)
-            packed = packed[np.r_[True, packed[1:] != packed[:-1]]] if len(packed) else packed
-            owner, flat = (packed >> np.uint64(48)).astype(np.int64), packed & np.uint64((1 << 48) - 1)
-            sets.extend(np.split(flat, np.searchsorted(owner, np.arange(1, len(batch)))))
-        return signatures, sets
+            with ThreadPoolExecutor(workers) as pool:
+                parts = list(pool.map(self._sketch_chunk, chunks))
+        else:
+            parts = [self._sketch_chunk(chunk) for chunk in chunks]
+        if not parts:
+            return np.empty((0, self.config.num_perm), np.uint32), []
+        return np.concatenate([p[0] for p in parts]), [s for p in parts for s in p[1]]
+
+    def _sketch_chunk(self, batch: list[str | None]) -> tuple[np.ndarray, list[np.ndarray]]:
+        flat, owner = self.shingles(batch)
+        signatures = self._one_permutation(flat, owner, len(batch))
+        # shingle hashes have 48 bits and a chunk's text index 16: one sort of (text, shingle) packed
+        packed = np.sort((owner.astype(np.uint64) << np.uint64(48)) | flat)  # (np.unique hashes: slower)
+        packed = packed[np.r_[True, packed[1:] != packed[:-1]]] if len(packed) else packed
+        owner, flat = (packed >> np.uint64(48)).astype(np.int64), packed & np.uint64((1 << 48) - 1)
+        return signatures, np.split(flat, np.searchsorted(owner, np.arange(1, len(batch))))
 
     def signatures(self, texts: list[str | None], chunk_docs: int = 5_000) -> np.ndarray:
         """One MinHash signature (num_perm uint32 values) per text, by one-permutation hashing.
@@ -294,7 +310,31 @@ CREATE TABLE IF NOT EXISTS dedup.lsh_index (band USMALLINT, bucket UBIGINT, clus
                                             event_date DATE);
 -- cluster_id: the request_id of the cluster's earliest member; every later stage (sampling, splits) uses it.
 CREATE TABLE IF NOT EXISTS dedup.clusters (request_id VARCHAR, event_date DATE, cluster_id VARCHAR);
+-- What the stored signatures and buckets were computed with: a new day is only comparable with the same.
+CREATE TABLE IF NOT EXISTS dedup.settings (fingerprint VARCHAR NOT NULL);
 """
+# Bump when the hashing of words or shingles changes: stored signatures then need a rebuild.
+SIGNATURE_SCHEME = 2
+
+
+class DedupSettingsError(RuntimeError):
+    """Stored signatures were computed with other settings; matching new days against them would be wrong."""
+
+
+def _check_settings(con: duckdb.DuckDBPyConnection, hasher: MinHasher) -> None:
+    config = hasher.config
+    fingerprint = (f"scheme={SIGNATURE_SCHEME} shingle_words={config.shingle_words} num_perm={config.num_perm} "
+                   f"seed={config.seed} bands={config.bands}")
+    stored = [r[0] for r in con.execute("SELECT fingerprint FROM dedup.settings").fetchall()]
+    if stored == [fingerprint]:
+        return
+    if not stored and not con.execute("SELECT count(*) FROM dedup.signatures").fetchone()[0]:
+        con.execute("INSERT INTO dedup.settings VALUES (?)", [fingerprint])
+        return
+    raise DedupSettingsError(
+        f"dedup signatures in this warehouse were computed with {stored[0] if stored else 'scheme=1'}, but this "
+        f"run uses {fingerprint}; to rebuild: DROP SCHEMA dedup CASCADE, then re-materialize dedup/clusters for "
+        "every day from the first (a Dagster backfill)")
 
 
 @dataclass(frozen=True)
@@ -308,6 +348,7 @@ class DayResult:
 def dedup_day(con: duckdb.DuckDBPyConnection, day: date, hasher: MinHasher) -> DayResult:
     """Assign a cluster_id to each interaction of `day`, matching it against this day and every stored day."""
     con.execute(DEDUP_DDL)
+    _check_settings(con, hasher)
     rows = con.execute("""SELECT request_id, prompt_text FROM staging.stg_interactions
                           WHERE event_date = ? ORDER BY ts, request_id""", [day]).fetchall()
     ids = [r[0] for r in rows]

@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import date
 
 import numpy as np
+import pytest
 
-from flywheel.dedup import DedupConfig, MinHasher, cluster, dedup_day, jaccard
+from flywheel.dedup import DedupConfig, DedupSettingsError, MinHasher, cluster, dedup_day, jaccard
 from flywheel.ingest import ingest_file
 from flywheel.reference import write_model_prices
 from flywheel.sqlmodels import load_models, materialize
@@ -114,3 +115,19 @@ def test_signatures_are_deterministic_and_need_a_power_of_two_bins():
     a = MinHasher().signatures([BASE, "x y z"])
     assert np.array_equal(a, MinHasher().signatures([BASE, "x y z"]))
     assert a.shape == (2, 128) and a.dtype == np.uint32
+
+
+def test_days_are_never_matched_against_signatures_made_with_other_settings(con, tmp_path):
+    day = _stage(con, tmp_path, "2026-11-20", [ask(f"r{i}", "2026-11-20", variant(i), i) for i in range(3)])
+    dedup_day(con, day, MinHasher())
+    with pytest.raises(DedupSettingsError, match=r"shingle_words=5 .* but this run uses .*shingle_words=3.*"
+                                                 r"DROP SCHEMA dedup CASCADE"):
+        dedup_day(con, day, MinHasher(DedupConfig(shingle_words=3)))
+
+
+def test_threads_give_the_same_signatures_and_sets_as_one_thread():
+    texts = [variant(i) for i in range(300)] + ["", None, "one", "two words"]
+    one, sets_one = MinHasher().sketch(texts, chunk_docs=1000)
+    many, sets_many = MinHasher().sketch(texts, chunk_docs=1000, workers=3)
+    assert np.array_equal(one, many)
+    assert all(np.array_equal(a, b) for a, b in zip(sets_one, sets_many, strict=True))
