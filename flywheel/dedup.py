@@ -66,6 +66,7 @@ _NORMALIZE = bytes(
 )
 _WHITESPACE = np.zeros(256, dtype=bool)
 _WHITESPACE[list(b" \t\n\r\x0b\x0c")] = True
+CHUNK_CHARS = 1_000_000
 _WORD_BASE = np.uint64(2_000_000_015)  # odd, so it has an inverse mod 2**64
 _WORD_BASE_INVERSE = np.uint64(pow(2_000_000_015, -1, 1 << 64))
 
@@ -81,6 +82,7 @@ class MinHasher:
         bands, rows = config.bands
         self._band_mult = rng.integers(1, 1 << 63, (bands, rows), dtype=np.uint64)
         self.signature_mult = rng.integers(1, 1 << 63, config.num_perm, dtype=np.uint64)  # one key per signature
+        self._powers_cache = (np.ones(1, np.uint64), np.ones(1, np.uint64))
 
     def word_hashes(self, texts: list[str | None]) -> tuple[np.ndarray, np.ndarray]:
         """A 64-bit hash of every word of a batch of texts, with the index of the text each belongs to.
@@ -98,13 +100,23 @@ class MinHasher:
         space = _WHITESPACE[data]
         start = np.flatnonzero(~space & np.r_[True, space[:-1]])
         end = np.flatnonzero(~space & np.r_[space[1:], True]) + 1
-        powers = np.cumprod(np.r_[np.uint64(1), np.full(len(data), _WORD_BASE, np.uint64)])
-        inverse = np.cumprod(np.r_[np.uint64(1), np.full(len(data), _WORD_BASE_INVERSE, np.uint64)])
+        powers, inverse = self._word_powers(len(data) + 1)
         prefix = np.zeros(len(data) + 1, np.uint64)
         np.cumsum((data.astype(np.uint64) + np.uint64(1)) * powers[:-1], out=prefix[1:])
         text_start = np.r_[0, np.cumsum(lengths + 1)[:-1]]
         owner = np.searchsorted(text_start, start, side="right") - 1
         return (prefix[end] - prefix[start]) * inverse[start], owner
+
+    def _word_powers(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """BASE**j and BASE**-j mod 2**64 for j < n, computed once and grown on demand (shared by threads:
+        a larger pair replaces the old one whole)."""
+        powers, inverse = self._powers_cache
+        if len(powers) < n:
+            size = max(n, 2 * len(powers))
+            powers = np.cumprod(np.r_[np.uint64(1), np.full(size - 1, _WORD_BASE, np.uint64)])
+            inverse = np.cumprod(np.r_[np.uint64(1), np.full(size - 1, _WORD_BASE_INVERSE, np.uint64)])
+            self._powers_cache = (powers, inverse)
+        return powers[:n], inverse[:n]
 
     def shingles(self, texts: list[str | None]) -> tuple[np.ndarray, np.ndarray]:
         """Hashes of every k-word shingle of a batch of texts, with the index of the text each belongs to.
@@ -118,10 +130,13 @@ class MinHasher:
         lengths = np.bincount(owner, minlength=len(texts)).astype(np.int64)
         parts, owners = [], []
         if len(word_hash) >= k:
-            windows = np.lib.stride_tricks.sliding_window_view(word_hash, k)
-            inside = owner[: len(owner) - k + 1] == owner[k - 1:]
-            parts.append((windows[inside] * self._powers).sum(axis=1) >> np.uint64(16))  # 48-bit shingle hashes
-            owners.append(owner[: len(owner) - k + 1][inside])
+            n = len(word_hash) - k + 1
+            rolling = word_hash[:n] * self._powers[0]  # sum of k shifted products: contiguous, no window copies
+            for j in range(1, k):
+                rolling += word_hash[j:j + n] * self._powers[j]
+            inside = owner[:n] == owner[k - 1:]
+            parts.append(rolling[inside] >> np.uint64(16))  # 48-bit shingle hashes
+            owners.append(owner[:n][inside])
         short = np.nonzero((lengths > 0) & (lengths < k))[0]
         if len(short):
             starts = np.r_[0, np.cumsum(lengths)[:-1]]
@@ -141,7 +156,11 @@ class MinHasher:
         """
         if chunk_docs >= 1 << 16:
             raise ValueError("chunk_docs must stay below 65,536 (text indexes are packed into 16 bits)")
-        size = chunk_docs if workers <= 1 else max(500, min(chunk_docs, -(-len(texts) // (2 * workers))))
+        # Chunks of about CHUNK_CHARS characters: long texts in smaller chunks keep the per-chunk arrays in cache.
+        average = sum(len(t) for t in texts if t) / max(1, len(texts))
+        size = max(100, min(chunk_docs, int(CHUNK_CHARS / max(average, 1.0))))
+        if workers > 1:
+            size = max(100, min(size, -(-len(texts) // (2 * workers))))
         chunks = [texts[i:i + size] for i in range(0, len(texts), size)]
         if workers > 1 and len(chunks) > 1:
             from concurrent.futures import ThreadPoolExecutor
