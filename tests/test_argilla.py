@@ -279,6 +279,9 @@ def test_argilla_down_mid_push_is_a_clear_error_and_the_next_push_completes(labe
     with pytest.raises(ArgillaUnavailable, match=r"after 10 of 25 records .* the other 15 stay queued"):
         sync.push(con, target, spec, batch_size=10, on_batch=stop_after_first_batch)
     assert con.execute("SELECT count(pushed_at) FROM labeling.queue").fetchone()[0] == 10
+    left = [p for p in psutil.process_iter(["cmdline"]) if str(argilla_server.folder) in " ".join(
+        p.info["cmdline"] or [])]
+    assert left == []  # `down` stops the server and its embedded Redis
     with pytest.raises(ArgillaUnavailable):
         sync.pull(con, target, spec)
 

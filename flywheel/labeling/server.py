@@ -221,8 +221,21 @@ class LocalArgilla:
                 time.sleep(0.1)
             if not _alive(state.pid):
                 break
+        self._stop_strays()
         self.state_file.unlink(missing_ok=True)
         return True
+
+    def _stop_strays(self) -> None:
+        """The embedded Redis daemonizes out of the server's process group; stop any left under our folder."""
+        import psutil
+
+        for process in psutil.process_iter(["cmdline"]):
+            try:
+                cmdline = " ".join(process.info["cmdline"] or [])
+                if process.pid != os.getpid() and str(self.folder) in cmdline:
+                    process.kill()
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
 
 
 def _alive(pid: int) -> bool:
