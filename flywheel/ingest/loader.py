@@ -10,13 +10,10 @@ export adds nothing twice.
 
 from __future__ import annotations
 
-import importlib
 import multiprocessing
 import os
 import shutil
-import sys
 import tempfile
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -258,7 +255,6 @@ def ingest_file(
     started = time.perf_counter()
     ensure_raw_layer(con)
     path = path.resolve()
-    _warm_parameter_binding()
     file_hash = content_hash(path)
     size = path.stat().st_size
     mapping = mapping or mapping_beside(path)
@@ -292,14 +288,6 @@ def ingest_file(
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return _report(con, path, file_hash, outcome, lines_done - skip, time.perf_counter() - started)
-
-
-def _warm_parameter_binding() -> None:
-    """DuckDB's Python client imports pandas on the first query with parameters (1.3-1.9 s here); start that
-    import on a thread now, so that it overlaps with hashing the file (hashlib releases the GIL)."""
-    if "pandas" not in sys.modules:
-        threading.Thread(target=importlib.import_module, args=("pandas",), daemon=True,
-                         name="warm-pandas").start()
 
 
 def _database_path(con: duckdb.DuckDBPyConnection) -> Path | None:
