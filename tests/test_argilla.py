@@ -213,9 +213,14 @@ def test_push_is_idempotent_and_re_pushing_sends_nothing_twice(labeling):
     forced = sync.push(con, target, DatasetSpec(spec.kind, names[RESPONSE_REVIEW], spec.config, spec.path))
     assert forced.pushed == 30 and argilla_count(target, names[RESPONSE_REVIEW]) == 30
     dataset = target.client().datasets(name=names[RESPONSE_REVIEW], workspace=target.workspace)
-    record = next(iter(dataset.records(with_suggestions=True)))
+    record = next(iter(dataset.records(with_suggestions=True, with_vectors=True)))
     assert record.metadata["strategy"] in sampling.STRATEGIES
     assert {s.question_name for s in record.suggestions} >= {"verdict"}
+    # "find similar" in the UI: the prompt's embedding finds the record itself first
+    hits = list(dataset.records(query=rg.Query(similar=rg.Similar(name="prompt_embedding",
+                                                                    value=record.vectors["prompt_embedding"])),
+                                limit=5, with_responses=False))
+    assert hits[0][1] > 0.999 and record.id in {r.id for r, score in hits if score > 0.999}
 
 
 def test_pull_brings_labels_exactly_once_replaces_changes_keeps_discards_and_survives_a_restart(

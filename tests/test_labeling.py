@@ -93,6 +93,21 @@ def test_suggestions_come_from_feedback_or_the_judge_with_agent_and_score(wareho
     assert set(records[0]["metadata"]) <= set(REVIEW.metadata_names)
 
 
+def test_review_records_carry_the_prompt_embedding_for_find_similar(warehouse_copy):
+    import numpy as np
+
+    con = warehouse_copy
+    sampling.sample_response_review(con, REVIEW, CONFIG["response_review"], budget=40)
+    rows = con.execute("SELECT c.prompt_text, q.record FROM labeling.queue q "
+                       "JOIN intermediate.int_labeling_candidates c USING (request_id)").fetchall()
+    vectors = np.array([json.loads(record)["vectors"]["prompt_embedding"] for _, record in rows])
+    assert vectors.shape == (40, 256)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-3)
+    similarity = vectors @ vectors.T
+    same_text = [(i, j) for i in range(40) for j in range(i) if rows[i][0] == rows[j][0]]
+    assert all(similarity[i, j] > 0.999 for i, j in same_text)
+
+
 def test_pairs_are_two_models_of_one_cluster_never_queued_twice(warehouse_copy):
     con = warehouse_copy
     report = sampling.sample_pairwise(con, PAIRS, CONFIG["pairwise"], budget=30)

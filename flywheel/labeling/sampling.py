@@ -106,8 +106,22 @@ def sample_response_review(con: duckdb.DuckDBPyConnection, spec: DatasetSpec, co
         SELECT p.strategy, c.* EXCLUDE (sample_hash, stratum_rank)
         FROM _fw_picked p JOIN _fw_pool c USING (request_id) ORDER BY p.pick
     """).pl().to_dicts()
-    _append(con, spec, [review_record(row, spec) for row in rows])
+    vectors = _prompt_vectors(spec, rows)
+    _append(con, spec, [review_record(row, spec, vector) for row, vector in zip(rows, vectors, strict=True)])
     return report
+
+
+def _prompt_vectors(spec: DatasetSpec, rows: list[dict[str, Any]]) -> list[list[float] | None]:
+    """The redacted prompt's embedding for each row, when the dataset declares a `prompt_embedding` vector."""
+    wanted = [v for v in spec.config.get("vectors") or [] if v["name"] == "prompt_embedding"]
+    if not wanted or not rows:
+        return [None] * len(rows)
+    from flywheel.embed import DIMENSIONS, embed
+
+    if wanted[0]["dimensions"] != DIMENSIONS:
+        raise ValueError(f"{spec.path}: prompt_embedding must have {DIMENSIONS} dimensions (flywheel.embed)")
+    matrix = embed([row.get("prompt_text") for row in rows])
+    return [None if not vector.any() else [round(float(x), 5) for x in vector] for vector in matrix]
 
 
 def sample_pairwise(con: duckdb.DuckDBPyConnection, spec: DatasetSpec, config: dict[str, Any],
@@ -190,8 +204,8 @@ def _response_text(row: dict[str, Any]) -> str:
     return "\n\n".join(p for p in parts if p) or "(empty response)"
 
 
-def review_record(row: dict[str, Any], spec: DatasetSpec) -> dict[str, Any]:
-    """One response-review record (id, fields, metadata, suggestions) from a candidate row."""
+def review_record(row: dict[str, Any], spec: DatasetSpec, vector: list[float] | None = None) -> dict[str, Any]:
+    """One response-review record (id, fields, metadata, suggestions, vectors) from a candidate row."""
     suggestions = []
     if row.get("feedback_score") is not None:
         good = row["feedback_score"] >= 0.5
@@ -226,6 +240,7 @@ def review_record(row: dict[str, Any], spec: DatasetSpec) -> dict[str, Any]:
         "fields": {"conversation": _chat(row.get("messages")), "response": _response_text(row)},
         "metadata": {k: v for k, v in metadata.items() if k in wanted and v is not None},
         "suggestions": [s for s in suggestions if s["question"] in spec.question_names],
+        "vectors": {"prompt_embedding": vector} if vector is not None else {},
     }
     return {"record": record, "request_id": row["request_id"], "cluster_id": row["cluster_id"],
             "app_id": row.get("app_id"), "model": row.get("model"), "strategy": row["strategy"]}

@@ -85,6 +85,7 @@ def _to_record(payload: dict[str, Any]):
         id=payload["id"],
         fields=payload["fields"],
         metadata=payload.get("metadata") or {},
+        vectors=payload.get("vectors") or {},
         suggestions=[rg.Suggestion(question_name=s["question"], value=s["value"], score=s.get("score"),
                                    agent=s.get("agent")) for s in payload.get("suggestions", [])],
     )
