@@ -67,6 +67,7 @@ _NORMALIZE = bytes(
 _WHITESPACE = np.zeros(256, dtype=bool)
 _WHITESPACE[list(b" \t\n\r\x0b\x0c")] = True
 CHUNK_CHARS = 1_000_000
+SKETCH_THREADS = 2
 _WORD_BASE = np.uint64(2_000_000_015)  # odd, so it has an inverse mod 2**64
 _WORD_BASE_INVERSE = np.uint64(pow(2_000_000_015, -1, 1 << 64))
 
@@ -372,7 +373,7 @@ def dedup_day(con: duckdb.DuckDBPyConnection, day: date, hasher: MinHasher) -> D
                           WHERE event_date = ? ORDER BY ts, request_id""", [day]).fetchall()
     ids = [r[0] for r in rows]
     if rows:
-        signatures, sets = hasher.sketch([r[1] for r in rows])
+        signatures, sets = hasher.sketch([r[1] for r in rows], workers=SKETCH_THREADS)
     else:
         signatures, sets = np.empty((0, hasher.config.num_perm), np.uint32), []
     # Sets are stored for short texts only (a prompt's handful of shingles); longer ones compare by signature.
@@ -422,8 +423,7 @@ def dedup_day(con: duckdb.DuckDBPyConnection, day: date, hasher: MinHasher) -> D
                 mine_ids, cluster_ids = earlier["mine"].to_pylist(), earlier["cluster_id"].to_pylist()
                 theirs = earlier["signature"].combine_chunks().flatten().to_numpy().reshape(earlier.num_rows, -1)
                 mine_rows = [position[m] for m in mine_ids]
-                their_sets = [None if x is None else np.array(x, dtype=np.uint64)
-                              for x in earlier["shingles"].to_pylist()]
+                their_sets = _list_column(earlier["shingles"])
                 scores = pair_similarity(signatures[mine_rows], theirs, [small[i] for i in mine_rows], their_sets,
                                          hasher.config.threshold)
                 for mine, cluster_id, sim in zip(mine_ids, cluster_ids, scores, strict=True):
@@ -440,9 +440,12 @@ def dedup_day(con: duckdb.DuckDBPyConnection, day: date, hasher: MinHasher) -> D
                 component_name.setdefault(groups.find(request_id), request_id)
             merged = {c: component_name[groups.find(c)] for c in earlier_clusters
                       if component_name[groups.find(c)] != c}
-            for old, new in merged.items():
-                con.execute("UPDATE dedup.clusters SET cluster_id = ? WHERE cluster_id = ?", [new, old])
-                con.execute("UPDATE dedup.lsh_index SET cluster_id = ? WHERE cluster_id = ?", [new, old])
+            if merged:
+                con.register("merged_clusters", pa.table({"old": pa.array(list(merged), pa.string()),
+                                                          "new": pa.array(list(merged.values()), pa.string())}))
+                for table in ("clusters", "lsh_index"):
+                    con.execute(f"UPDATE dedup.{table} t SET cluster_id = m.new FROM merged_clusters m "
+                                "WHERE t.cluster_id = m.old")
             con.register("day_rows", pa.table({
                 "request_id": pa.array(ids, pa.string()),
                 "signature": pa.array(list(signatures), pa.list_(pa.uint32())),
@@ -460,11 +463,22 @@ def dedup_day(con: duckdb.DuckDBPyConnection, day: date, hasher: MinHasher) -> D
                 GROUP BY k.band, k.bucket, r.cluster_id
             """, [day])
     finally:
-        for view in ("day_keys", "day_rows", "slice_keys"):
+        for view in ("day_keys", "day_rows", "slice_keys", "merged_clusters"):
             with contextlib.suppress(duckdb.Error):
                 con.unregister(view)
     new_clusters = sum(1 for i in ids if component_name[groups.find(i)] == i)
     return DayResult(len(ids), len(matched_earlier), new_clusters, len(merged))
+
+
+def _list_column(column: pa.ChunkedArray) -> list[np.ndarray | None]:
+    """A list<uint64> column as numpy views of its values, one per row (None for nulls), without Python ints."""
+    out: list[np.ndarray | None] = []
+    for chunk in column.chunks:
+        values = chunk.values.to_numpy(zero_copy_only=False)
+        offsets = chunk.offsets.to_numpy()
+        valid = chunk.is_valid().to_numpy(zero_copy_only=False)
+        out.extend(values[offsets[i]:offsets[i + 1]] if valid[i] else None for i in range(len(chunk)))
+    return out
 
 
 def _founding_order(con: duckdb.DuckDBPyConnection):

@@ -10,10 +10,13 @@ export adds nothing twice.
 
 from __future__ import annotations
 
+import importlib
 import multiprocessing
 import os
 import shutil
+import sys
 import tempfile
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -255,8 +258,39 @@ def ingest_file(
     started = time.perf_counter()
     ensure_raw_layer(con)
     path = path.resolve()
-    file_hash = content_hash(path)
     size = path.stat().st_size
+    if workers == "auto":
+        workers = min(2, os.cpu_count() or 1) if size >= PARALLEL_MIN_BYTES else 0
+    # Start what takes seconds before the file's hash is known, so that it overlaps with hashing: the
+    # workers' start-up (spawn + imports) and DuckDB's import of pandas at its first query with parameters.
+    executor = _executor(int(workers))
+    if "pandas" not in sys.modules:
+        threading.Thread(target=importlib.import_module, args=("pandas",), daemon=True).start()
+    try:
+        return _ingest(con, path, size, started, executor, int(workers), mapping=mapping, format_name=format_name,
+                       batch_lines=batch_lines, max_line_bytes=max_line_bytes, progress=progress)
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _executor(workers: int) -> Executor:
+    if not workers:
+        return _InlineExecutor()
+    # spawn, not fork: this process holds DuckDB's threads and file lock.
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    for _ in range(workers):
+        pool.submit(_warm_up)
+    return pool
+
+
+def _warm_up() -> None:
+    """Runs first in each worker: unpickling this function already imported the validation module."""
+
+
+def _ingest(con: duckdb.DuckDBPyConnection, path: Path, size: int, started: float, executor: Executor, workers: int,
+            *, mapping: FieldMapping | None, format_name: str, batch_lines: int, max_line_bytes: int,
+            progress: ProgressFn | None) -> FileReport:
+    file_hash = content_hash(path)
     mapping = mapping or mapping_beside(path)
     fmt = detect_format(path, mapping) if format_name == "auto" or mapping else format_name
     workdir = _workdir(_database_path(con))
@@ -282,9 +316,7 @@ def ingest_file(
     con.execute("INSERT INTO raw.ingest_files VALUES (?, ?, ?, now())", [str(path), file_hash, outcome])
 
     try:
-        if workers == "auto":
-            workers = min(2, os.cpu_count() or 1) if size >= PARALLEL_MIN_BYTES else 0
-        lines_done = _load_lines(con, path, file_hash, spec, skip, batch_lines, progress, workers)
+        lines_done = _load_lines(con, path, file_hash, spec, skip, batch_lines, progress, workers, executor)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return _report(con, path, file_hash, outcome, lines_done - skip, time.perf_counter() - started)
@@ -370,36 +402,32 @@ class _InlineExecutor(Executor):
 
 
 def _load_lines(con: duckdb.DuckDBPyConnection, path: Path, file_hash: str, spec: BlockSpec, skip: int,
-                block_lines: int, progress: ProgressFn | None, workers: int) -> int:
+                block_lines: int, progress: ProgressFn | None, workers: int, executor: Executor) -> int:
     """Validate blocks (in parallel where worth it) and commit them in file order; return the last line read.
 
     At most `workers + 1` blocks are in flight, which bounds memory whatever the file's size.
     """
-    # spawn, not fork: this process holds DuckDB's threads and file lock.
-    executor: Executor = (ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-                          if workers else _InlineExecutor())
     last_line = skip
-    with executor:
-        in_flight: deque[Future[BlockResult]] = deque()
+    in_flight: deque[Future[BlockResult]] = deque()
 
-        def commit_oldest(finished: bool) -> None:
-            nonlocal last_line
-            result = in_flight.popleft().result()
-            _commit_block(con, result, str(path), file_hash, finished)
-            last_line = result.last_line
-            if progress:
-                progress(result.last_line - result.first_line + 1)
+    def commit_oldest(finished: bool) -> None:
+        nonlocal last_line
+        result = in_flight.popleft().result()
+        _commit_block(con, result, str(path), file_hash, finished)
+        last_line = result.last_line
+        if progress:
+            progress(result.last_line - result.first_line + 1)
 
-        for block in _blocks(path, skip, block_lines):
-            in_flight.append(executor.submit(validate_block, block, spec))
-            if len(in_flight) > workers:
-                commit_oldest(finished=False)
-        while len(in_flight) > 1:
+    for block in _blocks(path, skip, block_lines):
+        in_flight.append(executor.submit(validate_block, block, spec))
+        if len(in_flight) > workers:
             commit_oldest(finished=False)
-        if in_flight:
-            commit_oldest(finished=True)
-        else:  # nothing (more) to read: mark the file done
-            _commit_block(con, BlockResult(last_line + 1, last_line), str(path), file_hash, True)
+    while len(in_flight) > 1:
+        commit_oldest(finished=False)
+    if in_flight:
+        commit_oldest(finished=True)
+    else:  # nothing (more) to read: mark the file done
+        _commit_block(con, BlockResult(last_line + 1, last_line), str(path), file_hash, True)
     return last_line
 
 
