@@ -10,13 +10,10 @@ export adds nothing twice.
 
 from __future__ import annotations
 
-import importlib
 import multiprocessing
 import os
 import shutil
-import sys
 import tempfile
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -261,11 +258,8 @@ def ingest_file(
     size = path.stat().st_size
     if workers == "auto":
         workers = min(2, os.cpu_count() or 1) if size >= PARALLEL_MIN_BYTES else 0
-    # Start what takes seconds before the file's hash is known, so that it overlaps with hashing: the
-    # workers' start-up (spawn + imports) and DuckDB's import of pandas at its first query with parameters.
+    # Workers start (spawn + imports: about a second) while this process hashes the file.
     executor = _executor(int(workers))
-    if "pandas" not in sys.modules:
-        threading.Thread(target=importlib.import_module, args=("pandas",), daemon=True).start()
     try:
         return _ingest(con, path, size, started, executor, int(workers), mapping=mapping, format_name=format_name,
                        batch_lines=batch_lines, max_line_bytes=max_line_bytes, progress=progress)
