@@ -69,8 +69,8 @@ def _pool(con: duckdb.DuckDBPyConnection, kind: str, seed: int) -> int:
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _fw_pool AS
         SELECT c.*,
-               hash(c.request_id || ':' || $seed) AS sample_hash,
-               row_number() OVER (PARTITION BY c.app_id, c.model ORDER BY hash(c.request_id || ':' || $seed))
+               md5(c.request_id || ':' || $seed) AS sample_hash,  -- md5: the same sample in every DuckDB version
+               row_number() OVER (PARTITION BY c.app_id, c.model ORDER BY md5(c.request_id || ':' || $seed))
                    AS stratum_rank
         FROM {CANDIDATES} c
         WHERE c.is_representative
@@ -186,7 +186,8 @@ def _chat(messages: list[dict[str, Any]] | None) -> list[dict[str, str]]:
         if not content and message.get("tool_calls"):
             content = f"[tool calls] {message['tool_calls']}"
         role = message.get("role") or "user"
-        chat.append({"role": role if role in {"user", "assistant", "system"} else "assistant",
+        shown = {"developer": "system", "tool": "assistant"}.get(role, role)
+        chat.append({"role": shown if shown in {"user", "assistant", "system"} else "assistant",
                      "content": content if role != "tool" else f"[tool result] {content}"})
         chat[-1]["content"] = chat[-1]["content"] or "(empty)"
     return chat or [{"role": "user", "content": "(no messages)"}]
