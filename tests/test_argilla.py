@@ -265,8 +265,13 @@ def test_pull_brings_labels_exactly_once_replaces_changes_keeps_discards_and_sur
                        "username = 'ann-b'", [r2]).fetchone() == (2, "good")
     assert con.execute("SELECT count(*) FROM labeling.labels").fetchone()[0] == 5
 
+    login = httpx.post(f"{target.api_url}/api/v1/token", data={"username": "ann-a", "password": "ann-a-password"})
+    assert login.status_code == 201, login.text
     argilla_server.down()
     argilla_server.up(say=lambda m: None)
+    session = httpx.get(f"{target.api_url}/api/v1/me",
+                        headers={"Authorization": f"Bearer {login.json()['access_token']}"})
+    assert session.status_code == 200 and session.json()["username"] == "ann-a"  # a UI login survives restarts
     after_restart = sync.pull(con, target, spec)
     assert (after_restart.new, after_restart.changed, after_restart.unchanged) == (0, 0, 5)
     assert after_restart.progress == third.progress
@@ -377,3 +382,16 @@ def test_the_cli_shows_status_pulls_and_never_reprints_credentials(argilla_serve
     assert "response_review: new 0, changed 0, unchanged 0" in pulled.stderr.replace("\n", " ")
     missing = run_cli("label", "pull", home=tmp_path / "h", check=False)
     assert missing.returncode == 3 and "flywheel argilla up" in missing.stderr
+
+
+def test_metadata_and_vectors_added_to_the_settings_later_reach_an_existing_dataset(labeling):
+    con, target, _ = labeling
+    spec = unique_spec(RESPONSE_REVIEW)
+    bare = DatasetSpec(spec.kind, spec.name, {**spec.config, "vectors": [],
+                                              "metadata": spec.config["metadata"][:2]}, spec.path)
+    sync.dataset_for(target, bare)  # created as an older settings file described it
+    sampling.sample_response_review(con, spec, CONFIG["response_review"], budget=5)
+    assert sync.push(con, target, spec).pushed == 5
+    dataset = target.client().datasets(name=spec.name, workspace=target.workspace)
+    assert {v.name for v in dataset.settings.vectors} == {"prompt_embedding"}
+    assert {m.name for m in dataset.settings.metadata} == set(spec.metadata_names)

@@ -70,12 +70,27 @@ def dataset_for(target: ArgillaTarget, spec: DatasetSpec, client=None, create: b
             if workspace is None and create:
                 workspace = rg.Workspace(name=target.workspace, client=client).create()
             existing = client.datasets(name=spec.name, workspace=workspace) if workspace is not None else None
-        if existing is not None or not create:
-            return existing
-        return rg.Dataset(name=spec.name, workspace=workspace, settings=spec.settings(), client=client).create()
+        if existing is None:
+            return None if not create else rg.Dataset(name=spec.name, workspace=workspace,
+                                                       settings=spec.settings(), client=client).create()
+        if create:
+            _add_new_settings(existing, spec)
+        return existing
     except _api_errors() as error:
         raise ArgillaUnavailable(f"Argilla at {target.api_url} failed while opening dataset {spec.name!r}: "
                                  f"{error}") from error
+
+
+def _add_new_settings(dataset, spec: DatasetSpec) -> None:
+    """Metadata properties and vectors added to the YAML since the dataset was created are added to it too
+    (Argilla allows that on a published dataset; fields and questions are fixed once records exist)."""
+    wanted = spec.settings()
+    have = {p.name for p in [*dataset.settings.metadata, *dataset.settings.vectors]}
+    missing = [p for p in [*wanted.metadata, *wanted.vectors] if p.name not in have]
+    for prop in missing:
+        dataset.settings.add(prop)
+    if missing:
+        dataset.settings.update()
 
 
 def _to_record(payload: dict[str, Any]):
