@@ -50,7 +50,7 @@ from argilla_server.search_engine import (
     TermsMetrics,
     TextQuery,
 )
-from sqlalchemy import select
+from sqlalchemy import func, literal, select
 
 ENGINE_NAME = "flywheel-sql"
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -187,8 +187,10 @@ def _shuffle_key(user_id: Any, doc: Doc) -> bytes:
     return hashlib.blake2b(f"{user_id}:{doc.id}".encode(), digest_size=8).digest()
 
 
-async def load_docs(dataset_id: UUID, *, with_vectors: bool = False) -> list[Doc]:
-    """Every record of a dataset with its responses, suggestions (and vectors), read from Argilla's SQL database."""
+async def load_docs(dataset_id: UUID, *, with_fields: bool = True, with_vectors: bool = False) -> list[Doc]:
+    """Every record of a dataset with its responses, suggestions (and fields, vectors), read from Argilla's SQL
+    database. Fields, the largest column, are read only for text queries."""
+    fields_column = Record.fields if with_fields else literal(None).label("fields")
     async with AsyncSessionLocal() as db:
         rows = await db.execute(
             select(
@@ -197,13 +199,13 @@ async def load_docs(dataset_id: UUID, *, with_vectors: bool = False) -> list[Doc
                 Record.status,
                 Record.inserted_at,
                 Record.updated_at,
-                Record.fields,
+                fields_column,
                 Record.metadata_,
             )
             .where(Record.dataset_id == dataset_id)
             .order_by(Record.inserted_at, Record.id)
         )
-        docs = {r.id: Doc(r.id, r.external_id, str(r.status), r.inserted_at, r.updated_at, r.fields or {},
+        docs = {r.id: Doc(r.id, r.external_id, str(r.status), r.inserted_at, r.updated_at, r[5] or {},
                           r.metadata_ or {}) for r in rows}
         responses = await db.execute(
             select(Response.record_id, Response.user_id, Response.status, Response.values)
@@ -299,19 +301,23 @@ class SQLSearchEngine(SearchEngine):
     async def get_dataset_progress(self, dataset: Dataset) -> dict:
         if dataset.is_draft:
             return {}
-        docs = await load_docs(dataset.id)
-        counts: dict[str, int] = {}
-        for doc in docs:
-            counts[doc.status] = counts.get(doc.status, 0) + 1
-        return {"total": len(docs), **counts}
+        async with AsyncSessionLocal() as db:
+            rows = await db.execute(select(Record.status, func.count()).where(Record.dataset_id == dataset.id)
+                                    .group_by(Record.status))
+            counts = {str(status): n for status, n in rows}
+        return {"total": sum(counts.values()), **counts}
 
     async def get_dataset_user_progress(self, dataset: Dataset, user: User) -> dict:
         if dataset.is_draft:
             return {}
-        counts: dict[str, int] = {}
-        for doc in await load_docs(dataset.id):
-            for response in _user_responses(doc, user):
-                counts[response["status"]] = counts.get(response["status"], 0) + 1
+        async with AsyncSessionLocal() as db:
+            rows = await db.execute(
+                select(Response.status, func.count())
+                .join(Record, Record.id == Response.record_id)
+                .where(Record.dataset_id == dataset.id, Response.user_id == user.id)
+                .group_by(Response.status)
+            )
+            counts = {str(status): n for status, n in rows}
         return {"total": sum(counts.values()), **counts}
 
     async def search(
@@ -326,7 +332,7 @@ class SQLSearchEngine(SearchEngine):
     ) -> SearchResponses:
         text = _as_text_query(query)
         scored: list[tuple[Doc, float]] = []
-        for doc in await load_docs(dataset.id):
+        for doc in await load_docs(dataset.id, with_fields=text is not None):
             if filter is not None and not _matches(doc, filter):
                 continue
             score = _text_score(doc, text) if text else 1.0
@@ -361,7 +367,7 @@ class SQLSearchEngine(SearchEngine):
     ) -> SearchResponses:
         if bool(value) == bool(record):
             raise ValueError("Must provide either vector value or record to compute the similarity search")
-        docs = await load_docs(dataset.id, with_vectors=True)
+        docs = await load_docs(dataset.id, with_fields=query is not None, with_vectors=True)
         if record is not None:
             value = next((d.vectors.get(vector_settings.name) for d in docs if d.id == record.id), None)
         if not value:
@@ -387,7 +393,7 @@ class SQLSearchEngine(SearchEngine):
 
     async def compute_metrics_for(self, metadata_property: MetadataProperty) -> Any:
         values = []
-        for doc in await load_docs(metadata_property.dataset_id):
+        for doc in await load_docs(metadata_property.dataset_id, with_fields=False):
             value = doc.metadata.get(metadata_property.name)
             if value is None:
                 continue
