@@ -395,3 +395,38 @@ def test_metadata_and_vectors_added_to_the_settings_later_reach_an_existing_data
     dataset = target.client().datasets(name=spec.name, workspace=target.workspace)
     assert {v.name for v in dataset.settings.vectors} == {"prompt_embedding"}
     assert {m.name for m in dataset.settings.metadata} == set(spec.metadata_names)
+
+
+def test_with_no_argilla_configured_the_main_job_path_starts_the_local_one(home, monkeypatch):
+    from flywheel.labeling.client import resolve_target
+    from tests.support.ports import free_port
+
+    monkeypatch.delenv("ARGILLA_API_URL", raising=False)
+    monkeypatch.setenv("FLYWHEEL_ARGILLA_PORT", str(free_port()))
+    server = LocalArgilla(home)
+    try:
+        target = resolve_target(home, start_local=True, say=lambda m: None)
+        assert target.local and target.reachable()
+        assert target.api_url == server.state().url == f"http://127.0.0.1:{server.port}"
+        assert resolve_target(home) == target  # later runs find it running
+    finally:
+        assert server.down()
+    assert server.state() is None
+
+
+def test_label_queue_on_the_command_line_samples_pushes_and_counts(argilla_target, built_warehouse, tmp_path):
+    import shutil
+
+    from tests.test_cli import run_cli
+
+    home = tmp_path / "h"
+    home.mkdir()
+    shutil.copyfile(built_warehouse, home / "warehouse.duckdb")
+    remote = {"ARGILLA_API_URL": argilla_target.api_url, "ARGILLA_API_KEY": argilla_target.api_key,
+              "ARGILLA_WORKSPACE": f"cli-{uuid.uuid4().hex[:6]}"}
+    done = run_cli("label", "queue", "--budget", "12", "--pairs", "3", home=home, env=remote)
+    out = done.stderr.replace("\n", " ")
+    assert "response_review: queued 12 of budget 12" in out and "pushed 12" in out
+    assert "pairwise: queued 3 of budget 3" in out and argilla_target.api_url in out
+    again = run_cli("label", "queue", "--budget", "0", "--pairs", "0", home=home, env=remote)
+    assert "pushed 0" in again.stderr
