@@ -38,6 +38,7 @@ from flywheel.ingest.validate import (
     parse_line,
     validate_block,
 )
+from flywheel.processes import alive
 from flywheel.warehouse import ensure_raw_layer, transaction
 
 # Big enough that DuckDB writes each block's rows straight to row groups; small enough to bound memory.
@@ -368,19 +369,9 @@ def _workdir(con_path: Path | None) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     for stale in root.iterdir():
         pid = stale.name.split("-")[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not alive(int(pid)):
             shutil.rmtree(stale, ignore_errors=True)
     return Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=root))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class _InlineExecutor(Executor):

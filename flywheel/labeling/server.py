@@ -25,7 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import psutil
 
+from flywheel.processes import alive
 from flywheel.settings import Home
 
 SERVER_DIR = Path(__file__).parent / "argilla_local"
@@ -135,7 +137,7 @@ class LocalArgilla:
         if not self.state_file.exists():
             return None
         state = ServerState(**json.loads(self.state_file.read_text()))
-        if not _alive(state.pid):
+        if not alive(state.pid):
             self.state_file.unlink(missing_ok=True)
             return None
         return state
@@ -217,9 +219,9 @@ class LocalArgilla:
             except ProcessLookupError:
                 break
             deadline = time.monotonic() + wait
-            while time.monotonic() < deadline and _alive(state.pid):
+            while time.monotonic() < deadline and alive(state.pid):
                 time.sleep(0.1)
-            if not _alive(state.pid):
+            if not alive(state.pid):
                 break
         self._stop_strays()
         self.state_file.unlink(missing_ok=True)
@@ -227,8 +229,6 @@ class LocalArgilla:
 
     def _stop_strays(self) -> None:
         """The embedded Redis daemonizes out of the server's process group; stop any left under our folder."""
-        import psutil
-
         for process in psutil.process_iter(["cmdline"]):
             try:
                 cmdline = " ".join(process.info["cmdline"] or [])
@@ -236,20 +236,6 @@ class LocalArgilla:
                     process.kill()
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie (exited child not yet reaped) counts as dead.
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 def _port_taken(port: int) -> bool:
