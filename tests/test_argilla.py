@@ -325,6 +325,8 @@ def test_the_loop_reports_progress_and_agreement_in_dagster_metadata(labeling, m
     progress = labels["response_review/progress"].value
     assert (progress["total"], progress["pending"]) == (CONFIG["response_review"]["budget"],) * 2
     assert labels["response_review/completed_pct"].value == 0.0
+    assert labels["response_review/agreement"].value == {}  # nothing labeled twice yet
+    assert (labels["response_review/new"].value, labels["labels_total"].value) == (0, 0)
     pulled = defs.resolve_job_def("pull_labels_job").execute_in_process(instance=instance)
     assert pulled.success and dg.AssetKey(["labeling", "labels"]) in {
         e.asset_key for e in pulled.get_asset_materialization_events()}
