@@ -432,3 +432,23 @@ def test_label_queue_on_the_command_line_samples_pushes_and_counts(argilla_targe
     assert "pairwise: queued 3 of budget 3" in out and argilla_target.api_url in out
     again = run_cli("label", "queue", "--budget", "0", "--pairs", "0", home=home, env=remote)
     assert "pushed 0" in again.stderr
+
+
+def test_background_jobs_run_a_changed_min_submitted_recomputes_record_status(argilla_server, argilla_target):
+    import time
+
+    client = argilla_target.client()
+    settings = rg.Settings(fields=[rg.TextField(name="text")],
+                           questions=[rg.LabelQuestion(name="verdict", labels=["good", "bad"])],
+                           distribution=rg.TaskDistribution(min_submitted=1))
+    dataset = rg.Dataset(name=f"jobs-{uuid.uuid4().hex[:8]}", workspace=argilla_target.workspace,
+                         settings=settings, client=client).create()
+    dataset.records.log([rg.Record(id="j1", fields={"text": "a"})])
+    respond(client, server_ids(client, dataset.name, argilla_target.workspace)["j1"], {"verdict": "good"})
+    assert dataset.progress()["completed"] == 1
+    dataset.settings.distribution = rg.TaskDistribution(min_submitted=2)
+    dataset.update()
+    deadline = time.monotonic() + 30  # Argilla's rq job, on the worker thread of flywheel's server
+    while time.monotonic() < deadline and dataset.progress()["completed"] != 0:
+        time.sleep(0.5)
+    assert dataset.progress() == {"total": 1, "completed": 0, "pending": 1}
