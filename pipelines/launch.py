@@ -43,8 +43,12 @@ def run_main_job(home: Home, on_run: Callable[[str], None] | None = None, labeli
 
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     tags = {"flywheel/launched_by": "flywheel run"}
-    ingest = defs.resolve_job_def("ingest_job").execute_in_process(instance=instance, run_config=quiet, tags=tags)
+    # raise_on_error=False: a failed run is reported (step and reason), not raised as a traceback.
+    ingest = defs.resolve_job_def("ingest_job").execute_in_process(instance=instance, run_config=quiet, tags=tags,
+                                                                   raise_on_error=False)
     runs, days = [ingest], []
+    if not ingest.success and on_run:
+        on_run(f"ingest: {_outcome(ingest)} (run {ingest.run_id})")
     if ingest.success:
         for event in ingest.asset_materializations_for_node("raw_events"):
             if event.asset_key == dg.AssetKey(["raw", "interactions"]):
@@ -53,18 +57,29 @@ def run_main_job(home: Home, on_run: Callable[[str], None] | None = None, labeli
             on_run(f"ingest run {ingest.run_id} done; building {len(days)} day(s)")
         models = defs.resolve_job_def("daily_models_job")
         for day in days:
-            run = models.execute_in_process(instance=instance, run_config=quiet, tags=tags, partition_key=day)
+            run = models.execute_in_process(instance=instance, run_config=quiet, tags=tags, partition_key=day,
+                                            raise_on_error=False)
             runs.append(run)
             if on_run:
-                on_run(f"day {day}: {'ok' if run.success else 'FAILED'} (run {run.run_id})")
+                on_run(f"day {day}: {_outcome(run)} (run {run.run_id})")
             if not run.success:
                 break
     if labeling and all(run.success for run in runs):
-        run = defs.resolve_job_def("labeling_job").execute_in_process(instance=instance, run_config=quiet, tags=tags)
+        run = defs.resolve_job_def("labeling_job").execute_in_process(instance=instance, run_config=quiet, tags=tags,
+                                                                      raise_on_error=False)
         runs.append(run)
         if on_run:
-            on_run(f"labeling: {'ok' if run.success else 'FAILED'} (run {run.run_id})")
+            on_run(f"labeling: {_outcome(run)} (run {run.run_id})")
     return MainJobResult(runs, days)
+
+
+def _outcome(run: dg.ExecuteInProcessResult) -> str:
+    """'ok', or FAILED with each failed step and the first line of its error (the rest is in the UI)."""
+    if run.success:
+        return "ok"
+    failures = [f"{event.step_key}: {event.step_failure_data.error.message.strip().splitlines()[0]}"
+                for event in run.get_step_failure_events() if event.step_failure_data.error]
+    return "FAILED" + (" - " + "; ".join(failures) if failures else "")
 
 
 def serve(home: Home, port: int) -> int:

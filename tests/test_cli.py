@@ -129,3 +129,12 @@ def test_dagster_ui_serves_assets_sensor_and_schedule_on_localhost(tmp_path):
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
+
+
+def test_a_failed_step_in_the_main_job_is_reported_by_name_and_reason_not_a_traceback(tmp_path):
+    dead = {"ARGILLA_API_URL": "http://127.0.0.1:9", "ARGILLA_API_KEY": "k", "FLYWHEEL_ARGILLA_TIMEOUT": "2"}
+    done = run_cli("run", "--rows", "300", home=tmp_path / "home", env=dead, check=False)
+    err = done.stderr.replace("\n", " ")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "labeling: FAILED - labeling__queue:" in err and "127.0.0.1:9" in err
+    assert "a Dagster run failed" in err
