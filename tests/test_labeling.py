@@ -51,6 +51,13 @@ def test_each_strategy_picks_what_it_promises(warehouse_copy):
     disagreement = picked.filter(picked["strategy"] == "model_disagreement").to_dicts()
     assert all(r["cluster_n_models"] >= 2 and r["cluster_feedback_spread"] > 0 for r in disagreement)
     assert all(r["newest"] for r in picked.filter(picked["strategy"] == "novelty").to_dicts())
+    # the judge's most uncertain: nothing left unpicked was closer to 0.5 than what it took
+    distance = con.execute("""
+        SELECT max(abs(c.judge_score - 0.5)) FILTER (WHERE q.strategy = 'judge_uncertainty'),
+               min(abs(c.judge_score - 0.5)) FILTER (WHERE q.request_id IS NULL)
+        FROM intermediate.int_labeling_candidates c LEFT JOIN labeling.queue q USING (request_id)
+        WHERE c.is_representative""").fetchone()
+    assert distance[0] is not None and distance[0] <= distance[1]
     control = picked.filter(picked["strategy"] == "control")
     strata = control.select(["app_id", "model"]).unique().height
     assert strata >= min(control.height, 10)  # spread over (app, model) strata, not the biggest one

@@ -75,6 +75,7 @@ def _pool(con: duckdb.DuckDBPyConnection, kind: str, seed: int) -> int:
         FROM {CANDIDATES} c
         WHERE c.is_representative
           AND NOT EXISTS (SELECT 1 FROM labeling.queue q WHERE q.kind = $kind AND q.cluster_id = c.cluster_id)
+          -- and by request: a queued request's cluster may since have merged into one with another id
           AND NOT EXISTS (SELECT 1 FROM labeling.queue q WHERE q.request_id = c.request_id AND q.kind = $kind)
     """, {"seed": str(seed), "kind": kind})
     con.execute("CREATE OR REPLACE TEMP TABLE _fw_picked (request_id VARCHAR, strategy VARCHAR, pick INTEGER)")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -256,8 +257,6 @@ def _tail(path: Path, lines: int = 25) -> str:
 
 
 def _clean_old_ui_copies(tmp: Path) -> None:
-    import shutil
-
     for entry in tmp.glob("*"):
         if entry.is_dir():
             shutil.rmtree(entry, ignore_errors=True)

@@ -168,10 +168,10 @@ def _scope_value(doc: Doc, scope: Any) -> Any:
 def _sort(docs: list[Doc], orders: list[Order]) -> list[Doc]:
     """Stable multi-key sort; missing values last whatever the direction, as in Elasticsearch."""
     for order in reversed(orders):
-        present = [d for d in docs if _scope_value(d, order.scope) is not None]
-        missing = [d for d in docs if _scope_value(d, order.scope) is None]
-        present.sort(key=lambda d: _sortable(_scope_value(d, order.scope)), reverse=order.order == SortOrder.desc)
-        docs = present + missing
+        values = [(d, _scope_value(d, order.scope)) for d in docs]
+        present = [(d, v) for d, v in values if v is not None]
+        present.sort(key=lambda pair: _sortable(pair[1]), reverse=order.order == SortOrder.desc)
+        docs = [d for d, _ in present] + [d for d, v in values if v is None]
     return docs
 
 

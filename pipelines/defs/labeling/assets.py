@@ -10,8 +10,8 @@ from pipelines.resources import ArgillaResource, WarehouseResource
 CANDIDATES = dg.AssetKey(["intermediate", "int_labeling_candidates"])
 
 
-def _preview(con, sql: str, params: list) -> dg.MarkdownMetadataValue:
-    cursor = con.execute(sql, params)
+def _preview(con, sql: str) -> dg.MarkdownMetadataValue:
+    cursor = con.execute(sql)
     columns = [c[0] for c in cursor.description]
     return dg.MetadataValue.md(reports.markdown_table(columns, cursor.fetchall()))
 
@@ -35,7 +35,7 @@ def labeling_queue(context: dg.AssetExecutionContext, warehouse: WarehouseResour
             f"{kind}: pushed {done}/{total}"))
         totals = con.execute("SELECT count(*), count(pushed_at) FROM labeling.queue").fetchone()
         preview = _preview(con, "SELECT record_id, kind, strategy, app_id, model, round FROM labeling.queue "
-                                "ORDER BY queued_at DESC, record_id LIMIT 10", [])
+                                "ORDER BY queued_at DESC, record_id LIMIT 10")
     finally:
         con.close()
     metadata: dict = {"argilla_url": dg.MetadataValue.url(target.api_url), "queue_total": totals[0],
@@ -66,7 +66,7 @@ def labeling_labels(context: dg.AssetExecutionContext, warehouse: WarehouseResou
         labels = con.execute("SELECT count(*), count(*) FILTER (WHERE status = 'discarded') FROM labeling.labels")
         labels = labels.fetchone()
         preview = _preview(con, "SELECT record_id, username, status, answers FROM labeling.labels "
-                                "ORDER BY updated_at DESC LIMIT 10", [])
+                                "ORDER BY updated_at DESC LIMIT 10")
     finally:
         con.close()
     metadata: dict = {"labels_total": labels[0], "labels_discarded": labels[1], "preview": preview}
