@@ -66,6 +66,11 @@ def session(path: Path, **kwargs) -> Iterator[duckdb.DuckDBPyConnection]:
         con.close()
 
 
+def sql_literal(text: str) -> str:
+    """A string as a DuckDB SQL literal, for statements that must not bind parameters (see the loader)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
 @contextmanager
 def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
     """All of the block's writes, or none of them."""

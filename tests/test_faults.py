@@ -38,9 +38,9 @@ def test_kill_9_at_random_points_then_rerun_loses_and_duplicates_nothing(tmp_pat
     rng = random.Random(5)
     kills = 0
     for _ in range(6):
-        process = subprocess.Popen(_ingest_command(home, source), stdout=subprocess.DEVNULL,
+        process = subprocess.Popen(_ingest_command(home, source, batch_lines=500), stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL, start_new_session=True)
-        time.sleep(rng.uniform(0.5, 3.0))  # start-up takes about a second; the whole file about eight
+        time.sleep(rng.uniform(0.3, 2.0))  # start-up takes about a second; the whole file about five more
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             kills += 1

@@ -1,7 +1,23 @@
 """Ingestion: landing files (JSONL, gzip, Parquet, OpenAI pairs, mapped exports) into the raw layer."""
 
-from flywheel.ingest.loader import FileReport, ingest_file, ingest_paths
-from flywheel.ingest.mapping import FieldMapping, MappingError, load_mapping
-from flywheel.ingest.sources import discover
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from flywheel.ingest.loader import FileReport, ingest_file, ingest_paths
+    from flywheel.ingest.mapping import FieldMapping, MappingError, load_mapping
+    from flywheel.ingest.sources import discover
 
 __all__ = ["FieldMapping", "FileReport", "MappingError", "discover", "ingest_file", "ingest_paths", "load_mapping"]
+_HOMES = {"FileReport": "loader", "ingest_file": "loader", "ingest_paths": "loader", "FieldMapping": "mapping",
+          "MappingError": "mapping", "load_mapping": "mapping", "discover": "sources"}
+
+
+def __getattr__(name: str) -> Any:
+    # Imported on first use: worker processes import `flywheel.ingest.validate` and must not pay for DuckDB
+    # and Arrow, which the loader needs.
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"flywheel.ingest.{_HOMES[name]}"), name)

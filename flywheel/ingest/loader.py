@@ -10,6 +10,7 @@ export adds nothing twice.
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import os
 import shutil
@@ -19,27 +20,26 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 import orjson
-import pyarrow as pa
 
 from flywheel.ingest.formats import looks_like_openai_pair
 from flywheel.ingest.mapping import FieldMapping, load_mapping
 from flywheel.ingest.sources import container_of, content_hash, read_lines
 from flywheel.ingest.validate import (
+    META_FIELDS,
     Block,
     BlockResult,
     BlockSpec,
-    KindOutput,
     LineError,
     parse_line,
+    reuse_buffers,
     validate_block,
 )
 from flywheel.processes import alive
-from flywheel.warehouse import ensure_raw_layer, transaction
+from flywheel.warehouse import ensure_raw_layer, sql_literal, transaction
 
 # Big enough that DuckDB writes each block's rows straight to row groups; small enough to bound memory.
 DEFAULT_BATCH_LINES = 250_000
@@ -94,7 +94,7 @@ _FEEDBACK_SHAPE = orjson.dumps({
 
 def _columns(shape: str) -> str:
     # read_json's explicit column types: no inference, and nothing read that is not stored.
-    columns = _duckdb_types(orjson.loads(shape))
+    columns = _duckdb_types(orjson.loads(shape)) | META_FIELDS
     return "{" + ", ".join(f"'{name}': '{kind}'" for name, kind in columns.items()) + "}"
 
 
@@ -110,106 +110,82 @@ def _duckdb_types(shape: object) -> dict[str, str]:
 
 _INTERACTION_COLUMNS = _columns(_INTERACTION_SHAPE)
 _FEEDBACK_COLUMNS = _columns(_FEEDBACK_SHAPE)
-QUARANTINE_SCHEMA = pa.schema([
-    ("source_file", pa.string()), ("file_hash", pa.string()), ("line_no", pa.int64()), ("reason", pa.string()),
-    ("raw_text", pa.string()), ("raw_bytes", pa.binary()), ("quarantined_at", pa.timestamp("us", tz="UTC")),
-])
-META_SCHEMA = pa.schema([("line_no", pa.int64()), ("key", pa.string()), ("ts", pa.timestamp("us", tz="UTC"))])
+_QUARANTINE_COLUMNS = "{'line_no': 'BIGINT', 'reason': 'VARCHAR', 'raw_text': 'VARCHAR', 'raw_base64': 'VARCHAR'}"
+_KEY_COLUMNS = "{'l': 'BIGINT', 'k': 'VARCHAR'}"
+_KEYS = {"interaction": ("raw.interactions", "request_id"), "feedback": ("raw.feedback", "feedback_id")}
 
 
-def _quarantine_table(result: BlockResult, source_file: str, file_hash: str, now: datetime) -> pa.Table:
-    rows = []
-    for line_no, reason, raw in result.quarantine:
-        try:
-            text, exact = raw.decode("utf-8"), None
-        except UnicodeDecodeError:  # keep the exact bytes when text cannot hold them
-            text, exact = raw.decode("utf-8", errors="replace"), raw
-        rows.append((source_file, file_hash, line_no, reason, text, exact, now))
-    columns = list(zip(*rows, strict=True)) if rows else [[] for _ in QUARANTINE_SCHEMA]
-    return pa.Table.from_arrays([pa.array(c, type=f.type) for c, f in zip(columns, QUARANTINE_SCHEMA, strict=True)],
-                                schema=QUARANTINE_SCHEMA)
-
-
-def _meta_table(output: KindOutput | None) -> pa.Table:
-    if output is None:
-        return META_SCHEMA.empty_table()
-    return pa.Table.from_arrays([
-        pa.array(output.line_nos, pa.int64()), pa.array(output.keys, pa.string()),
-        pa.array(output.ts_micros, pa.int64()).cast(pa.timestamp("us", tz="UTC")),
-    ], schema=META_SCHEMA)
+def _read_block(path: str, columns: str) -> str:
+    return f"read_json({sql_literal(path)}, format = 'newline_delimited', columns = {columns})"
 
 
 def _commit_block(con: duckdb.DuckDBPyConnection, result: BlockResult, source_file: str, file_hash: str,
                   finished: bool) -> None:
-    """Write one validated block and the ledger's progress atomically."""
-    now = datetime.now(UTC)
-    interactions, feedback = result.outputs.get("interaction"), result.outputs.get("feedback")
-    con.register("meta_interaction", _meta_table(interactions))
-    con.register("meta_feedback", _meta_table(feedback))
-    con.register("block_quarantine", _quarantine_table(result, source_file, file_hash, now))
-    params = [source_file, file_hash, now]
+    """Write one validated block and the ledger's progress atomically.
+
+    Values go into these statements as literals: DuckDB's Python binding imports pandas on the first bound
+    parameter, about a second of this process's time, on the path of every ingestion run."""
+    source, digest = sql_literal(source_file), sql_literal(file_hash)
     try:
         with transaction(con):
             # Which events are new, decided on the keys alone: the first line of each key not yet stored.
-            con.execute("""
-                CREATE OR REPLACE TEMP TABLE block_fresh AS
-                SELECT 'interaction' AS kind, min(line_no) AS line_no FROM meta_interaction m
-                WHERE NOT EXISTS (SELECT 1 FROM raw.interactions r WHERE r.request_id = m.key) GROUP BY key
-                UNION ALL
-                SELECT 'feedback', min(line_no) FROM meta_feedback m
-                WHERE NOT EXISTS (SELECT 1 FROM raw.feedback r WHERE r.feedback_id = m.key) GROUP BY key
-            """)
+            fresh_rows = [
+                f"""SELECT '{kind}' AS kind, min(l) AS line_no FROM {_read_block(path, _KEY_COLUMNS)} m
+                    WHERE NOT EXISTS (SELECT 1 FROM {table} r WHERE r.{column} = m.k) GROUP BY m.k"""
+                for kind, path in result.keys.items()
+                for table, column in [_KEYS[kind]]
+            ] or ["SELECT NULL::VARCHAR AS kind, NULL::BIGINT AS line_no WHERE false"]
+            con.execute("CREATE OR REPLACE TEMP TABLE block_fresh AS " + " UNION ALL ".join(fresh_rows))
             fresh = dict(con.execute("SELECT kind, count(*) FROM block_fresh GROUP BY kind").fetchall())
 
-            def only_fresh(kind: str, output: KindOutput) -> str:
-                # Filter only when needed: an unfiltered insert goes straight to row groups, while a filtered
-                # one is buffered and written again at commit (measured: ten times slower commits).
-                if fresh.get(kind, 0) == len(output.keys):
+            def only_fresh(kind: str) -> str:
+                # Filter only when needed: an unfiltered insert goes straight to row groups.
+                if fresh.get(kind, 0) == result.rows[kind]:
                     return ""
-                return f"WHERE m.line_no IN (SELECT line_no FROM block_fresh WHERE kind = '{kind}')"
+                return f"WHERE _fw_line IN (SELECT line_no FROM block_fresh WHERE kind = '{kind}')"
 
-            if interactions:
+            if "interaction" in result.outputs:
                 con.execute(f"""
                     INSERT INTO raw.interactions
-                    SELECT request_id, (m.ts AT TIME ZONE 'UTC')::DATE, m.ts, app_id, model, provider, messages,
-                           response, tools, params, latency_ms, tokens_in, tokens_out, cost_usd,
+                    SELECT request_id, make_timestamp(_fw_ts)::DATE, make_timestamptz(_fw_ts), app_id, model,
+                           provider, messages, response, tools, params, latency_ms, tokens_in, tokens_out, cost_usd,
                            coalesce(status, 'ok'), error, user_hash, session_hash, coalesce(tags, []),
-                           coalesce(metadata, '{{}}'), $1, m.line_no, $2, $3
-                    FROM read_json('{interactions.path}', format = 'newline_delimited',
-                                   columns = {_INTERACTION_COLUMNS})
-                    POSITIONAL JOIN meta_interaction m
-                    {only_fresh("interaction", interactions)}
-                """, params)
-            if feedback:
+                           coalesce(metadata, '{{}}'), {source}, _fw_line, {digest}, now()
+                    FROM {_read_block(result.outputs["interaction"], _INTERACTION_COLUMNS)}
+                    {only_fresh("interaction")}
+                """)
+            if "feedback" in result.outputs:
                 con.execute(f"""
                     INSERT INTO raw.feedback
-                    SELECT m.key, request_id, (m.ts AT TIME ZONE 'UTC')::DATE, m.ts, feedback_type, source, thumb,
-                           rating, rating_scale, correction, success, comment, user_hash, coalesce(metadata, '{{}}'),
-                           $1, m.line_no, $2, $3
-                    FROM read_json('{feedback.path}', format = 'newline_delimited', columns = {_FEEDBACK_COLUMNS})
-                    POSITIONAL JOIN meta_feedback m
-                    {only_fresh("feedback", feedback)}
-                """, params)
-            con.execute("INSERT INTO raw.quarantine SELECT * FROM block_quarantine")
+                    SELECT _fw_key, request_id, make_timestamp(_fw_ts)::DATE, make_timestamptz(_fw_ts),
+                           feedback_type, source, thumb, rating, rating_scale, correction, success, comment,
+                           user_hash, coalesce(metadata, '{{}}'), {source}, _fw_line, {digest}, now()
+                    FROM {_read_block(result.outputs["feedback"], _FEEDBACK_COLUMNS)}
+                    {only_fresh("feedback")}
+                """)
+            if result.quarantine_path:
+                con.execute(f"""
+                    INSERT INTO raw.quarantine
+                    SELECT {source}, {digest}, line_no, reason, raw_text, from_base64(raw_base64), now()
+                    FROM {_read_block(result.quarantine_path, _QUARANTINE_COLUMNS)}
+                """)
             lines_new, events_new = con.execute(
                 "SELECT count(DISTINCT line_no), count(*) FROM block_fresh").fetchall()[0]
-            con.execute(
-                """
+            con.execute(f"""
                 UPDATE raw.ingest_ledger SET
-                    lines_done = ?, lines_ingested = lines_ingested + ?,
-                    lines_quarantined = lines_quarantined + ?, lines_duplicate = lines_duplicate + ?,
-                    lines_blank = lines_blank + ?, events_ingested = events_ingested + ?,
-                    status = ?, finished_at = CASE WHEN ? THEN now() END
-                WHERE file_hash = ?
-                """,
-                [result.last_line, lines_new, len(result.quarantine), result.valid_lines - lines_new,
-                 result.blank_lines, events_new, "done" if finished else "in_progress", finished, file_hash],
-            )
+                    lines_done = {result.last_line:d}, lines_ingested = lines_ingested + {lines_new:d},
+                    lines_quarantined = lines_quarantined + {result.quarantined:d},
+                    lines_duplicate = lines_duplicate + {result.valid_lines - lines_new:d},
+                    lines_blank = lines_blank + {result.blank_lines:d},
+                    events_ingested = events_ingested + {events_new:d},
+                    status = '{"done" if finished else "in_progress"}',
+                    finished_at = {"now()" if finished else "NULL"}
+                WHERE file_hash = {digest}
+            """)
     finally:
-        for view in ("meta_interaction", "meta_feedback", "block_quarantine"):
-            con.unregister(view)
-        for output in result.outputs.values():
-            Path(output.path).unlink(missing_ok=True)
+        for path in [*result.outputs.values(), *result.keys.values(), result.quarantine_path]:
+            if path:
+                Path(path).unlink(missing_ok=True)
 
 
 ProgressFn = Callable[[int], None]
@@ -261,18 +237,24 @@ def ingest_file(
         workers = min(2, os.cpu_count() or 1) if size >= PARALLEL_MIN_BYTES else 0
     # Workers start (spawn + imports: about a second) while this process hashes the file.
     executor = _executor(int(workers))
+    threads = con.execute("SELECT current_setting('threads')").fetchall()[0][0]
+    if workers:
+        # The workers keep the other cores busy; a block's insert gains nothing from a second DuckDB thread
+        # (measured: the same time for a third more CPU), which would only take turns with them.
+        con.execute("SET threads = 1")
     try:
         return _ingest(con, path, size, started, executor, int(workers), mapping=mapping, format_name=format_name,
                        batch_lines=batch_lines, max_line_bytes=max_line_bytes, progress=progress)
     finally:
         executor.shutdown(wait=True, cancel_futures=True)
+        con.execute(f"SET threads = {int(threads)}")
 
 
 def _executor(workers: int) -> Executor:
     if not workers:
         return _InlineExecutor()
     # spawn, not fork: this process holds DuckDB's threads and file lock.
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=reuse_buffers)
     for _ in range(workers):
         pool.submit(_warm_up)
     return pool
@@ -293,25 +275,26 @@ def _ingest(con: duckdb.DuckDBPyConnection, path: Path, size: int, started: floa
                      mapping_path=str(mapping.source) if mapping else None, max_line_bytes=max_line_bytes,
                      workdir=str(workdir))
 
+    # Literals, not bound parameters: see `_commit_block`.
+    digest, source = sql_literal(file_hash), sql_literal(str(path))
     ledger = con.execute(
-        "SELECT status, lines_done, first_path FROM raw.ingest_ledger WHERE file_hash = ?", [file_hash]
+        f"SELECT status, lines_done, first_path FROM raw.ingest_ledger WHERE file_hash = {digest}"
     ).fetchall()
     if ledger and ledger[0][0] == "done":
         outcome = "already_ingested" if ledger[0][2] == str(path) else "copy_of_ingested"
-        con.execute("INSERT INTO raw.ingest_files VALUES (?, ?, ?, now())", [str(path), file_hash, outcome])
+        con.execute(f"INSERT INTO raw.ingest_files VALUES ({source}, {digest}, '{outcome}', now())")
         return _report(con, path, file_hash, outcome, 0, time.perf_counter() - started)
-    if ledger:
-        outcome, skip = "resumed", ledger[0][1]
-    else:
-        outcome, skip = "ingested", 0
-        con.execute(
-            "INSERT INTO raw.ingest_ledger VALUES (?, ?, ?, ?, 'in_progress', 0, 0, 0, 0, 0, 0, now(), NULL)",
-            [file_hash, str(path), size, fmt],
-        )
-    con.execute("INSERT INTO raw.ingest_files VALUES (?, ?, ?, now())", [str(path), file_hash, outcome])
+    outcome, skip = ("resumed", ledger[0][1]) if ledger else ("ingested", 0)
+
+    def record_start() -> None:
+        if not ledger:
+            con.execute(f"""INSERT INTO raw.ingest_ledger VALUES ({digest}, {source}, {size:d}, {sql_literal(fmt)},
+                            'in_progress', 0, 0, 0, 0, 0, 0, now(), NULL)""")
+        con.execute(f"INSERT INTO raw.ingest_files VALUES ({source}, {digest}, '{outcome}', now())")
 
     try:
-        lines_done = _load_lines(con, path, file_hash, spec, skip, batch_lines, progress, workers, executor)
+        lines_done = _load_lines(con, path, file_hash, spec, skip, batch_lines, progress, workers, executor,
+                                 record_start)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return _report(con, path, file_hash, outcome, lines_done - skip, time.perf_counter() - started)
@@ -323,23 +306,25 @@ def _database_path(con: duckdb.DuckDBPyConnection) -> Path | None:
 
 
 def _blocks(path: Path, skip: int, block_lines: int) -> Iterator[Block]:
+    # The first block is a tenth of the others: the pipeline fills, and progress shows, sooner.
+    sizes = itertools.chain([max(1, block_lines // 10)], itertools.repeat(block_lines))
     if path.name.lower().endswith((".jsonl", ".ndjson", ".json")):
-        yield from _byte_range_blocks(path, skip, block_lines)
+        yield from _byte_range_blocks(path, skip, sizes)
         return
     lines: list[bytes] = []
-    first = skip + 1
+    first, size = skip + 1, next(sizes)
     for line in read_lines(path, skip=skip):
         lines.append(line.raw)
-        if len(lines) == block_lines:
+        if len(lines) == size:
             yield Block(first, lines)
-            first, lines = first + block_lines, []
+            first, lines, size = first + size, [], next(sizes)
     if lines:
         yield Block(first, lines)
 
 
-def _byte_range_blocks(path: Path, skip: int, block_lines: int, chunk: int = 8 << 20) -> Iterator[Block]:
-    """Cut a plain file into blocks of whole lines by byte offsets: the workers read their own bytes, and
-    this process only counts newlines, at memchr speed."""
+def _byte_range_blocks(path: Path, skip: int, sizes: Iterator[int], chunk: int = 8 << 20) -> Iterator[Block]:
+    """Cut a plain file into blocks of whole lines (of the given numbers of lines) by byte offsets: the
+    workers read their own bytes, and this process only counts newlines, at memchr speed."""
     cuts: list[tuple[int, int]] = []  # (lines before, byte offset) where a block starts
     target, line, offset = skip, 0, 0
     with path.open("rb") as handle:
@@ -354,7 +339,7 @@ def _byte_range_blocks(path: Path, skip: int, block_lines: int, chunk: int = 8 <
                 if len(cuts) == 2:
                     yield Block(cuts[0][0] + 1, path=str(path), start=cuts[0][1], end=cuts[1][1])
                     cuts.pop(0)
-                target += block_lines
+                target += next(sizes)
             line += newlines
             offset += len(data)
     if target == 0:  # an empty file
@@ -387,10 +372,12 @@ class _InlineExecutor(Executor):
 
 
 def _load_lines(con: duckdb.DuckDBPyConnection, path: Path, file_hash: str, spec: BlockSpec, skip: int,
-                block_lines: int, progress: ProgressFn | None, workers: int, executor: Executor) -> int:
+                block_lines: int, progress: ProgressFn | None, workers: int, executor: Executor,
+                record_start: Callable[[], None]) -> int:
     """Validate blocks (in parallel where worth it) and commit them in file order; return the last line read.
 
-    At most `workers + 1` blocks are in flight, which bounds memory whatever the file's size.
+    `record_start` runs once the workers have their first blocks, before anything is committed. At most
+    `workers + 1` blocks are in flight, which bounds memory whatever the file's size.
     """
     last_line = skip
     in_flight: deque[Future[BlockResult]] = deque()
@@ -403,7 +390,11 @@ def _load_lines(con: duckdb.DuckDBPyConnection, path: Path, file_hash: str, spec
         if progress:
             progress(result.last_line - result.first_line + 1)
 
-    for block in _blocks(path, skip, block_lines):
+    blocks = _blocks(path, skip, block_lines)
+    for block in itertools.islice(blocks, workers):
+        in_flight.append(executor.submit(validate_block, block, spec))
+    record_start()
+    for block in blocks:
         in_flight.append(executor.submit(validate_block, block, spec))
         if len(in_flight) > workers:
             commit_oldest(finished=False)
@@ -417,15 +408,15 @@ def _load_lines(con: duckdb.DuckDBPyConnection, path: Path, file_hash: str, spec
 
 
 def _report(con, path: Path, file_hash: str, outcome: str, new_lines: int, seconds: float) -> FileReport:
+    digest = sql_literal(file_hash)
     (fmt, size, done, ingested, quarantined, duplicate, blank, events) = con.execute(
-        """SELECT format, size_bytes, lines_done, lines_ingested, lines_quarantined, lines_duplicate,
-                  lines_blank, events_ingested FROM raw.ingest_ledger WHERE file_hash = ?""",
-        [file_hash],
+        f"""SELECT format, size_bytes, lines_done, lines_ingested, lines_quarantined, lines_duplicate,
+                   lines_blank, events_ingested FROM raw.ingest_ledger WHERE file_hash = {digest}"""
     ).fetchall()[0]
     examples = [
         f"{path}:{line_no}: {reason}"
         for line_no, reason in con.execute(
-            "SELECT line_no, reason FROM raw.quarantine WHERE file_hash = ? ORDER BY line_no LIMIT 5", [file_hash]
+            f"SELECT line_no, reason FROM raw.quarantine WHERE file_hash = {digest} ORDER BY line_no LIMIT 5"
         ).fetchall()
     ]
     return FileReport(str(path), file_hash, fmt, outcome, done, ingested, quarantined, duplicate, blank, events,

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import gzip
-import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import blake3
 import orjson
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json", ".jsonl.gz", ".ndjson.gz", ".json.gz")
@@ -26,13 +26,13 @@ def is_supported(path: Path) -> bool:
     return name.endswith(SUPPORTED_SUFFIXES) and not name.startswith((".", "_"))
 
 
-def content_hash(path: Path, chunk: int = 1 << 20) -> str:
+def content_hash(path: Path, chunk: int = 8 << 20) -> str:
     """Identity of a file's bytes: a renamed copy has the same hash, an edited file a new one."""
-    digest = hashlib.blake2b(digest_size=20)
+    digest = blake3.blake3()  # several times faster than hashlib's hashes, and as collision-resistant
     with path.open("rb") as handle:
         while block := handle.read(chunk):
             digest.update(block)
-    return digest.hexdigest()
+    return digest.hexdigest(length=20)
 
 
 def container_of(path: Path) -> str:
