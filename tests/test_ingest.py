@@ -281,3 +281,41 @@ def test_parallel_blocks_keep_every_row_on_its_own_line(con, tmp_path):
     assert all(expected[line] == (rid, model, latency) for line, rid, model, latency in stored)
     quarantined = {line for (line,) in con.execute("SELECT line_no FROM raw.quarantine").fetchall()}
     assert quarantined.isdisjoint(line for line, *_ in stored)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_crlf_endings_and_whitespace_around_objects_are_read_as_the_same_events(con, tmp_path, workers):
+    lines = [orjson.dumps(interaction("crlf")) + b"\r", b"  \t" + orjson.dumps(interaction("indented")),
+             orjson.dumps(feedback("crlf")) + b"   ", b"\r"]
+    path = tmp_path / "windows.jsonl"
+    path.write_bytes(b"\n".join(lines))  # and no newline after the last line
+    report = ingest_file(con, path, workers=workers)
+    assert (report.lines_read, report.lines_ingested, report.lines_blank, report.lines_quarantined) == (4, 3, 1, 0)
+    assert con.execute("SELECT request_id, source_line FROM raw.interactions ORDER BY 2").fetchall() == [
+        ("crlf", 1), ("indented", 2)]
+    assert con.execute("SELECT request_id, source_line FROM raw.feedback").fetchall() == [("crlf", 3)]
+
+
+def test_timestamps_are_stored_in_utc_whatever_their_offset(con, tmp_path):
+    ingest_file(con, write_lines(tmp_path / "tz.jsonl", [
+        interaction("offset", timestamp="2026-11-20T23:30:00.123456-02:00"),
+        interaction("naive", timestamp="2026-11-20T10:00:00"),
+        feedback("offset", timestamp="2026-11-21T00:15:00+05:00"),
+    ]))
+    rows = con.execute("""SELECT request_id, strftime(ts AT TIME ZONE 'UTC', '%Y-%m-%d %H:%M:%S.%f'), event_date
+                          FROM raw.interactions ORDER BY 1""").fetchall()
+    assert [(rid, ts, str(day)) for rid, ts, day in rows] == [
+        ("naive", "2026-11-20 10:00:00.000000", "2026-11-20"),
+        ("offset", "2026-11-21 01:30:00.123456", "2026-11-21")]  # the next day in UTC
+    assert [str(day) for (day,) in con.execute("SELECT event_date FROM raw.feedback").fetchall()] == ["2026-11-20"]
+
+
+def test_lines_larger_than_duckdbs_default_object_size_are_kept_whole(con, tmp_path):
+    # DuckDB reads a JSON object of at most 16 MB unless told otherwise; nothing here may depend on that.
+    big = orjson.dumps(interaction("big", metadata={"blob": "y" * (20 << 20)}))
+    too_big = orjson.dumps(interaction("too-big", metadata={"blob": "z" * (40 << 20)}))
+    report = ingest_file(con, write_lines(tmp_path / "huge.jsonl", [big, too_big]), max_line_bytes=32 << 20)
+    assert (report.lines_ingested, report.lines_quarantined) == (1, 1)
+    assert con.execute("SELECT request_id, length(metadata::VARCHAR) > 20 << 20 FROM raw.interactions").fetchall() == [
+        ("big", True)]
+    assert con.execute("SELECT length(raw_text) FROM raw.quarantine").fetchall() == [(len(too_big),)]

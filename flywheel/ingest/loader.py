@@ -115,17 +115,22 @@ _KEY_COLUMNS = "{'l': 'BIGINT', 'k': 'VARCHAR'}"
 _KEYS = {"interaction": ("raw.interactions", "request_id"), "feedback": ("raw.feedback", "feedback_id")}
 
 
-def _read_block(path: str, columns: str) -> str:
-    return f"read_json({sql_literal(path)}, format = 'newline_delimited', columns = {columns})"
+_DUCKDB_MAX_OBJECT_BYTES = 16 << 20  # read_json's default maximum_object_size
+
+
+def _read_block(path: str, columns: str, widest: int = 0) -> str:
+    size = f", maximum_object_size = {widest + 1024:d}" if widest + 1024 > _DUCKDB_MAX_OBJECT_BYTES else ""
+    return f"read_json({sql_literal(path)}, format = 'newline_delimited', columns = {columns}{size})"
 
 
 def _commit_block(con: duckdb.DuckDBPyConnection, result: BlockResult, source_file: str, file_hash: str,
-                  finished: bool) -> None:
+                  finished: bool, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> None:
     """Write one validated block and the ledger's progress atomically.
 
     Values go into these statements as literals: DuckDB's Python binding imports pandas on the first bound
     parameter, about a second of this process's time, on the path of every ingestion run."""
     source, digest = sql_literal(source_file), sql_literal(file_hash)
+    widest_event = max_line_bytes + (64 << 10)  # the line and the meta fields in front of it
     try:
         with transaction(con):
             # Which events are new, decided on the keys alone: the first line of each key not yet stored.
@@ -151,7 +156,7 @@ def _commit_block(con: duckdb.DuckDBPyConnection, result: BlockResult, source_fi
                            provider, messages, response, tools, params, latency_ms, tokens_in, tokens_out, cost_usd,
                            coalesce(status, 'ok'), error, user_hash, session_hash, coalesce(tags, []),
                            coalesce(metadata, '{{}}'), {source}, _fw_line, {digest}, now()
-                    FROM {_read_block(result.outputs["interaction"], _INTERACTION_COLUMNS)}
+                    FROM {_read_block(result.outputs["interaction"], _INTERACTION_COLUMNS, widest_event)}
                     {only_fresh("interaction")}
                 """)
             if "feedback" in result.outputs:
@@ -160,14 +165,14 @@ def _commit_block(con: duckdb.DuckDBPyConnection, result: BlockResult, source_fi
                     SELECT _fw_key, request_id, make_timestamp(_fw_ts)::DATE, make_timestamptz(_fw_ts),
                            feedback_type, source, thumb, rating, rating_scale, correction, success, comment,
                            user_hash, coalesce(metadata, '{{}}'), {source}, _fw_line, {digest}, now()
-                    FROM {_read_block(result.outputs["feedback"], _FEEDBACK_COLUMNS)}
+                    FROM {_read_block(result.outputs["feedback"], _FEEDBACK_COLUMNS, widest_event)}
                     {only_fresh("feedback")}
                 """)
             if result.quarantine_path:
                 con.execute(f"""
                     INSERT INTO raw.quarantine
                     SELECT {source}, {digest}, line_no, reason, raw_text, from_base64(raw_base64), now()
-                    FROM {_read_block(result.quarantine_path, _QUARANTINE_COLUMNS)}
+                    FROM {_read_block(result.quarantine_path, _QUARANTINE_COLUMNS, result.widest_quarantine_row)}
                 """)
             lines_new, events_new = con.execute(
                 "SELECT count(DISTINCT line_no), count(*) FROM block_fresh").fetchall()[0]
@@ -385,7 +390,7 @@ def _load_lines(con: duckdb.DuckDBPyConnection, path: Path, file_hash: str, spec
     def commit_oldest(finished: bool) -> None:
         nonlocal last_line
         result = in_flight.popleft().result()
-        _commit_block(con, result, str(path), file_hash, finished)
+        _commit_block(con, result, str(path), file_hash, finished, spec.max_line_bytes)
         last_line = result.last_line
         if progress:
             progress(result.last_line - result.first_line + 1)

@@ -4,9 +4,10 @@ A block is a run of whole lines from one file. Each line is validated (msgspec, 
 native events). Valid events are written as they are, to a newline-delimited JSON file per kind that DuckDB
 then reads in parallel, with what DuckDB needs besides put in front of each object's fields: its line
 number, its UTC timestamp in microseconds and, for feedback, its key (`META_FIELDS`). The contracts forbid
-unknown fields, so these names can never clash with an event's own. Each row's line and key also come back
-as plain lists, for the check against keys already stored. Invalid lines come back as quarantine rows with
-the reason. This module stays light (no DuckDB, no Arrow) so that worker processes start fast.
+unknown fields, so these names can never clash with an event's own. Each event's line and key also go to a
+small file of their own, for the check against keys already stored; invalid lines go to a quarantine file
+with their reason and exact bytes. This module stays light (no DuckDB, no Arrow) so that worker processes
+start fast.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from flywheel.ingest.mapping import load_mapping
 
 _EPOCH_ORDINAL = datetime(1970, 1, 1, tzinfo=UTC).toordinal()
 META_FIELDS = {"_fw_line": "BIGINT", "_fw_ts": "BIGINT", "_fw_key": "VARCHAR"}
+_KEY_FILE = {"interaction": "interaction-keys", "feedback": "feedback-keys"}
 
 
 class LineError(ValueError):
@@ -111,6 +113,7 @@ class BlockResult:
     rows: dict[str, int] = field(default_factory=dict)  # kind -> events written
     quarantine_path: str | None = None
     quarantined: int = 0
+    widest_quarantine_row: int = 0  # bytes: DuckDB must be told to read JSON objects this large
     valid_lines: int = 0
     blank_lines: int = 0
 
@@ -197,8 +200,10 @@ def _validate_block(block: Block, spec: BlockSpec) -> BlockResult:
                 try:
                     parsed = parse_line(raw, adapter, max_bytes)
                 except LineError as error:
-                    writer("quarantine").write(_quarantine_row(line_no, str(error), raw))
+                    row = _quarantine_row(line_no, str(error), raw)
+                    writer("quarantine").write(row)
                     result.quarantined += 1
+                    result.widest_quarantine_row = max(result.widest_quarantine_row, len(row))
                     continue
             result.valid_lines += 1
             for event, payload in parsed:
@@ -215,7 +220,8 @@ def _validate_block(block: Block, spec: BlockSpec) -> BlockResult:
                 out.write(payload[(0 if payload[0] == 123 else bytes(payload).index(b"{")) + 1:])
                 out.write(b"\n")
                 # The keys again, alone: checking them against those stored need not parse the events.
-                (writers.get(kind + "-keys") or writer(kind + "-keys")).write(b'{"l":%d,"k":%s}\n' % (line_no, key))
+                keys = _KEY_FILE[kind]
+                (writers.get(keys) or writer(keys)).write(b'{"l":%d,"k":%s}\n' % (line_no, key))
                 result.rows[kind] += 1
     result.last_line = line_no
     return result
