@@ -44,7 +44,11 @@ def _child(kind: str, source: str, workdir: str) -> None:
     seconds = time.perf_counter() - started
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     worker_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the largest worker process
-    print(json.dumps({"rows": rows, "seconds": seconds, "peak_rss_mb": peak_mb, "worker_rss_mb": worker_mb}))
+    # CPU time of this process and its workers: on a machine with few cores, what the wall time comes down to.
+    usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    cpu = sum(u.ru_utime + u.ru_stime for u in usage)
+    print(json.dumps({"rows": rows, "seconds": seconds, "peak_rss_mb": peak_mb, "worker_rss_mb": worker_mb,
+                      "cpu_seconds": cpu}))
 
 
 def _measure(kind: str, source: Path, workdir: Path) -> dict:
@@ -85,8 +89,8 @@ def main() -> None:
             # Worst case at one moment: the main process plus two workers each at their own peak.
             figures["total_rss_mb"] = figures["peak_rss_mb"] + 2 * figures["worker_rss_mb"]
             print(f"{kind:9s} {figures['seconds']:7.2f} s  {figures['lines_per_s']:>10,.0f} lines/s  "
-                  f"{figures['mb_per_s']:6.1f} MB/s  peak RSS {figures['peak_rss_mb']:,.0f} MB"
-                  f" (+ workers {figures['worker_rss_mb']:,.0f} MB each)")
+                  f"{figures['mb_per_s']:6.1f} MB/s  CPU {figures['cpu_seconds']:5.1f} s  "
+                  f"peak RSS {figures['peak_rss_mb']:,.0f} MB (+ workers {figures['worker_rss_mb']:,.0f} MB each)")
         ratio = results["flywheel"]["lines_per_s"] / results["baseline"]["lines_per_s"]
         print(f"ratio flywheel/baseline throughput: {ratio:.2f} (target >= 0.50); "
               f"flywheel peak RSS, main + 2 workers at their peaks: {results['flywheel']['total_rss_mb']:,.0f} MB "
