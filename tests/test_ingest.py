@@ -319,3 +319,22 @@ def test_lines_larger_than_duckdbs_default_object_size_are_kept_whole(con, tmp_p
     assert con.execute("SELECT request_id, length(metadata::VARCHAR) > 20 << 20 FROM raw.interactions").fetchall() == [
         ("big", True)]
     assert con.execute("SELECT length(raw_text) FROM raw.quarantine").fetchall() == [(len(too_big),)]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_key_repeated_within_an_object_is_quarantined_not_fatal(con, tmp_path, workers):
+    # msgspec takes the last of repeated keys; DuckDB refuses the object. The line goes to quarantine (with the
+    # JSON as written) and the rest of its block is stored.
+    repeated = orjson.dumps(interaction("first"))[:-1] + b',"request_id":"second"}'
+    repeated_message = orjson.dumps(interaction("msg"))
+    repeated_message = repeated_message.replace(b'"role":"user"', b'"role":"user","role":"user"')
+    path = write_lines(tmp_path / "repeated.jsonl", [interaction("ok-1"), repeated, feedback("ok-1"),
+                                                      repeated_message, interaction("ok-2")])
+    report = ingest_file(con, path, workers=workers)
+    assert (report.lines_ingested, report.lines_quarantined, report.reconciles) == (3, 2, True)
+    assert sorted(r for (r,) in con.execute("SELECT request_id FROM raw.interactions").fetchall()) == ["ok-1", "ok-2"]
+    quarantined = con.execute("SELECT line_no, reason, raw_text FROM raw.quarantine ORDER BY 1").fetchall()
+    assert [(line, "duplicate key" in reason) for line, reason, _ in quarantined] == [(2, True), (4, True)]
+    assert quarantined[0][2].encode() == repeated
+    again = ingest_file(con, path, workers=workers)
+    assert again.outcome == "already_ingested" and count(con, "quarantine") == 2

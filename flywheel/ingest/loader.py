@@ -11,8 +11,10 @@ export adds nothing twice.
 from __future__ import annotations
 
 import itertools
+import json
 import multiprocessing
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -35,6 +37,7 @@ from flywheel.ingest.validate import (
     BlockSpec,
     LineError,
     parse_line,
+    quarantine_row,
     reuse_buffers,
     validate_block,
 )
@@ -131,66 +134,131 @@ def _commit_block(con: duckdb.DuckDBPyConnection, result: BlockResult, source_fi
     parameter, about a second of this process's time, on the path of every ingestion run."""
     source, digest = sql_literal(source_file), sql_literal(file_hash)
     widest_event = max_line_bytes + (64 << 10)  # the line and the meta fields in front of it
-    try:
-        with transaction(con):
-            # Which events are new, decided on the keys alone: the first line of each key not yet stored.
-            fresh_rows = [
-                f"""SELECT '{kind}' AS kind, min(l) AS line_no FROM {_read_block(path, _KEY_COLUMNS)} m
-                    WHERE NOT EXISTS (SELECT 1 FROM {table} r WHERE r.{column} = m.k) GROUP BY m.k"""
-                for kind, path in result.keys.items()
-                for table, column in [_KEYS[kind]]
-            ] or ["SELECT NULL::VARCHAR AS kind, NULL::BIGINT AS line_no WHERE false"]
-            con.execute("CREATE OR REPLACE TEMP TABLE block_fresh AS " + " UNION ALL ".join(fresh_rows))
-            fresh = dict(con.execute("SELECT kind, count(*) FROM block_fresh GROUP BY kind").fetchall())
+    with transaction(con):
+        # Which events are new, decided on the keys alone: the first line of each key not yet stored.
+        fresh_rows = [
+            f"""SELECT '{kind}' AS kind, min(l) AS line_no FROM {_read_block(path, _KEY_COLUMNS)} m
+                WHERE NOT EXISTS (SELECT 1 FROM {table} r WHERE r.{column} = m.k) GROUP BY m.k"""
+            for kind, path in result.keys.items()
+            for table, column in [_KEYS[kind]]
+        ] or ["SELECT NULL::VARCHAR AS kind, NULL::BIGINT AS line_no WHERE false"]
+        con.execute("CREATE OR REPLACE TEMP TABLE block_fresh AS " + " UNION ALL ".join(fresh_rows))
+        fresh = dict(con.execute("SELECT kind, count(*) FROM block_fresh GROUP BY kind").fetchall())
 
-            def only_fresh(kind: str) -> str:
-                # Filter only when needed: an unfiltered insert goes straight to row groups.
-                if fresh.get(kind, 0) == result.rows[kind]:
-                    return ""
-                return f"WHERE _fw_line IN (SELECT line_no FROM block_fresh WHERE kind = '{kind}')"
+        def only_fresh(kind: str) -> str:
+            # Filter only when needed: an unfiltered insert goes straight to row groups.
+            if fresh.get(kind, 0) == result.rows[kind]:
+                return ""
+            return f"WHERE _fw_line IN (SELECT line_no FROM block_fresh WHERE kind = '{kind}')"
 
-            if "interaction" in result.outputs:
-                con.execute(f"""
-                    INSERT INTO raw.interactions
-                    SELECT request_id, make_timestamp(_fw_ts)::DATE, make_timestamptz(_fw_ts), app_id, model,
-                           provider, messages, response, tools, params, latency_ms, tokens_in, tokens_out, cost_usd,
-                           coalesce(status, 'ok'), error, user_hash, session_hash, coalesce(tags, []),
-                           coalesce(metadata, '{{}}'), {source}, _fw_line, {digest}, now()
-                    FROM {_read_block(result.outputs["interaction"], _INTERACTION_COLUMNS, widest_event)}
-                    {only_fresh("interaction")}
-                """)
-            if "feedback" in result.outputs:
-                con.execute(f"""
-                    INSERT INTO raw.feedback
-                    SELECT _fw_key, request_id, make_timestamp(_fw_ts)::DATE, make_timestamptz(_fw_ts),
-                           feedback_type, source, thumb, rating, rating_scale, correction, success, comment,
-                           user_hash, coalesce(metadata, '{{}}'), {source}, _fw_line, {digest}, now()
-                    FROM {_read_block(result.outputs["feedback"], _FEEDBACK_COLUMNS, widest_event)}
-                    {only_fresh("feedback")}
-                """)
-            if result.quarantine_path:
-                con.execute(f"""
-                    INSERT INTO raw.quarantine
-                    SELECT {source}, {digest}, line_no, reason, raw_text, from_base64(raw_base64), now()
-                    FROM {_read_block(result.quarantine_path, _QUARANTINE_COLUMNS, result.widest_quarantine_row)}
-                """)
-            lines_new, events_new = con.execute(
-                "SELECT count(DISTINCT line_no), count(*) FROM block_fresh").fetchall()[0]
+        if "interaction" in result.outputs:
             con.execute(f"""
-                UPDATE raw.ingest_ledger SET
-                    lines_done = {result.last_line:d}, lines_ingested = lines_ingested + {lines_new:d},
-                    lines_quarantined = lines_quarantined + {result.quarantined:d},
-                    lines_duplicate = lines_duplicate + {result.valid_lines - lines_new:d},
-                    lines_blank = lines_blank + {result.blank_lines:d},
-                    events_ingested = events_ingested + {events_new:d},
-                    status = '{"done" if finished else "in_progress"}',
-                    finished_at = {"now()" if finished else "NULL"}
-                WHERE file_hash = {digest}
+                INSERT INTO raw.interactions
+                SELECT request_id, make_timestamp(_fw_ts)::DATE, make_timestamptz(_fw_ts), app_id, model,
+                       provider, messages, response, tools, params, latency_ms, tokens_in, tokens_out, cost_usd,
+                       coalesce(status, 'ok'), error, user_hash, session_hash, coalesce(tags, []),
+                       coalesce(metadata, '{{}}'), {source}, _fw_line, {digest}, now()
+                FROM {_read_block(result.outputs["interaction"], _INTERACTION_COLUMNS, widest_event)}
+                {only_fresh("interaction")}
             """)
+        if "feedback" in result.outputs:
+            con.execute(f"""
+                INSERT INTO raw.feedback
+                SELECT _fw_key, request_id, make_timestamp(_fw_ts)::DATE, make_timestamptz(_fw_ts),
+                       feedback_type, source, thumb, rating, rating_scale, correction, success, comment,
+                       user_hash, coalesce(metadata, '{{}}'), {source}, _fw_line, {digest}, now()
+                FROM {_read_block(result.outputs["feedback"], _FEEDBACK_COLUMNS, widest_event)}
+                {only_fresh("feedback")}
+            """)
+        if result.quarantine_path:
+            con.execute(f"""
+                INSERT INTO raw.quarantine
+                SELECT {source}, {digest}, line_no, reason, raw_text, from_base64(raw_base64), now()
+                FROM {_read_block(result.quarantine_path, _QUARANTINE_COLUMNS, result.widest_quarantine_row)}
+            """)
+        lines_new, events_new = con.execute(
+            "SELECT count(DISTINCT line_no), count(*) FROM block_fresh").fetchall()[0]
+        con.execute(f"""
+            UPDATE raw.ingest_ledger SET
+                lines_done = {result.last_line:d}, lines_ingested = lines_ingested + {lines_new:d},
+                lines_quarantined = lines_quarantined + {result.quarantined:d},
+                lines_duplicate = lines_duplicate + {result.valid_lines - lines_new:d},
+                lines_blank = lines_blank + {result.blank_lines:d},
+                events_ingested = events_ingested + {events_new:d},
+                status = '{"done" if finished else "in_progress"}',
+                finished_at = {"now()" if finished else "NULL"}
+            WHERE file_hash = {digest}
+        """)
+
+
+_UNREADABLE = re.compile(r'JSON transform error in file "(?P<file>[^"]+)", in line \d+: (?P<reason>[^\n]+)')
+_META_PREFIX = re.compile(rb'\{"_fw_line":(\d+),"_fw_ts":-?\d+,(?:"_fw_key":"(?:[^"\\]|\\.)*",)?')
+
+
+def _commit_or_quarantine(con: duckdb.DuckDBPyConnection, result: BlockResult, source_file: str, file_hash: str,
+                          finished: bool, max_line_bytes: int) -> None:
+    """Commit a block; lines that meet the contract but that DuckDB cannot store (a key repeated within an
+    object it reads as a struct: msgspec takes the last value, DuckDB refuses the object) move to quarantine,
+    and the block is committed again without them."""
+    try:
+        while True:
+            try:
+                return _commit_block(con, result, source_file, file_hash, finished, max_line_bytes)
+            except duckdb.InvalidInputException as error:
+                found = _UNREADABLE.search(str(error))
+                # DuckDB's line number is not that of the file for objects inside lists: find the lines.
+                if not found or found["file"] not in result.outputs.values() or not _move_to_quarantine(
+                        result, found["file"], f"DuckDB: {found['reason']}"):
+                    raise
     finally:
         for path in [*result.outputs.values(), *result.keys.values(), result.quarantine_path]:
             if path:
                 Path(path).unlink(missing_ok=True)
+
+
+class _Members(dict):
+    repeated = False
+
+
+def _object_pairs(pairs: list[tuple[str, object]]) -> _Members:
+    members = _Members(pairs)
+    members.repeated = len(members) < len(pairs)
+    return members
+
+
+def _has_repeated_keys(event: bytes) -> bool:
+    """A key repeated in an object DuckDB reads as a struct: the event itself, a message, the response."""
+    record = json.loads(event, object_pairs_hook=_object_pairs)
+    objects = [record, record.get("response"), *(record.get("messages") or [])]
+    return any(isinstance(part, _Members) and part.repeated for part in objects)
+
+
+def _move_to_quarantine(result: BlockResult, path: str, reason: str) -> int:
+    """Move the events of a block file that DuckDB cannot store to the block's quarantine; return how many."""
+    kind = next(kind for kind, output in result.outputs.items() if output == path)
+    events = Path(path).read_bytes().splitlines(keepends=True)
+    keys = Path(result.keys[kind]).read_bytes().splitlines(keepends=True)  # one per event, in the same order
+    bad = [index for index, event in enumerate(events) if _has_repeated_keys(event)]
+    if not bad:
+        return 0
+    rows = []
+    for index in bad:
+        prefix = _META_PREFIX.match(events[index])
+        if prefix is None:
+            raise ValueError(f"{path}:{index + 1}: not a line this loader wrote")
+        rows.append(quarantine_row(int(prefix[1]), reason, b"{" + events[index][prefix.end():].rstrip(b"\n")))
+    drop = set(bad)
+    Path(path).write_bytes(b"".join(e for i, e in enumerate(events) if i not in drop))
+    Path(result.keys[kind]).write_bytes(b"".join(k for i, k in enumerate(keys) if i not in drop))
+    if result.quarantine_path is None:
+        result.quarantine_path = path.removesuffix(f"-{kind}.jsonl") + "-quarantine.jsonl"
+    with open(result.quarantine_path, "ab") as handle:
+        handle.writelines(rows)
+    result.rows[kind] -= len(bad)
+    result.valid_lines -= len(bad)
+    result.quarantined += len(bad)
+    result.widest_quarantine_row = max(result.widest_quarantine_row, *map(len, rows))
+    return len(bad)
 
 
 ProgressFn = Callable[[int], None]
@@ -390,7 +458,7 @@ def _load_lines(con: duckdb.DuckDBPyConnection, path: Path, file_hash: str, spec
     def commit_oldest(finished: bool) -> None:
         nonlocal last_line
         result = in_flight.popleft().result()
-        _commit_block(con, result, str(path), file_hash, finished, spec.max_line_bytes)
+        _commit_or_quarantine(con, result, str(path), file_hash, finished, spec.max_line_bytes)
         last_line = result.last_line
         if progress:
             progress(result.last_line - result.first_line + 1)

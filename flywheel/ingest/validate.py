@@ -200,7 +200,7 @@ def _validate_block(block: Block, spec: BlockSpec) -> BlockResult:
                 try:
                     parsed = parse_line(raw, adapter, max_bytes)
                 except LineError as error:
-                    row = _quarantine_row(line_no, str(error), raw)
+                    row = quarantine_row(line_no, str(error), raw)
                     writer("quarantine").write(row)
                     result.quarantined += 1
                     result.widest_quarantine_row = max(result.widest_quarantine_row, len(row))
@@ -227,7 +227,8 @@ def _validate_block(block: Block, spec: BlockSpec) -> BlockResult:
     return result
 
 
-def _quarantine_row(line_no: int, reason: str, raw: bytes) -> bytes:
+def quarantine_row(line_no: int, reason: str, raw: bytes) -> bytes:
+    """A line that cannot be ingested, as a row of a block's quarantine file."""
     try:
         text, exact = raw.decode("utf-8"), None
     except UnicodeDecodeError:  # keep the exact bytes when text cannot hold them
