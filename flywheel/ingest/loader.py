@@ -246,6 +246,7 @@ def _move_to_quarantine(result: BlockResult, path: str, reason: str) -> int:
         prefix = _META_PREFIX.match(events[index])
         if prefix is None:
             raise ValueError(f"{path}:{index + 1}: not a line this loader wrote")
+        # The line as it came, but for any whitespace before its opening brace.
         rows.append(quarantine_row(int(prefix[1]), reason, b"{" + events[index][prefix.end():].rstrip(b"\n")))
     drop = set(bad)
     Path(path).write_bytes(b"".join(e for i, e in enumerate(events) if i not in drop))
