@@ -176,8 +176,9 @@ def _commit_block(con: duckdb.DuckDBPyConnection, result: BlockResult, source_fi
                 SELECT {source}, {digest}, line_no, reason, raw_text, from_base64(raw_base64), now()
                 FROM {_read_block(result.quarantine_path, _QUARANTINE_COLUMNS, result.widest_quarantine_row)}
             """)
-        lines_new, events_new = con.execute(
-            "SELECT count(DISTINCT line_no), count(*) FROM block_fresh").fetchall()[0]
+        # A mapped line may yield events of both kinds: new lines are counted apart from new events.
+        events_new = sum(fresh.values())
+        lines_new = con.execute("SELECT count(DISTINCT line_no) FROM block_fresh").fetchall()[0][0]
         con.execute(f"""
             UPDATE raw.ingest_ledger SET
                 lines_done = {result.last_line:d}, lines_ingested = lines_ingested + {lines_new:d},
