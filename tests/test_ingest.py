@@ -321,8 +321,8 @@ def test_lines_larger_than_duckdbs_default_object_size_are_kept_whole(con, tmp_p
     assert con.execute("SELECT length(raw_text) FROM raw.quarantine").fetchall() == [(len(too_big),)]
 
 
-@pytest.mark.parametrize("workers", [0, 2])
-def test_a_key_repeated_within_an_object_is_quarantined_not_fatal(con, tmp_path, workers):
+@pytest.mark.parametrize(("workers", "batch_lines"), [(0, 250_000), (2, 250_000), (2, 2)])
+def test_a_key_repeated_within_an_object_is_quarantined_not_fatal(con, tmp_path, workers, batch_lines):
     # msgspec takes the last of repeated keys; DuckDB refuses the object. The line goes to quarantine (with the
     # JSON as written) and the rest of its block is stored.
     repeated = orjson.dumps(interaction("first"))[:-1] + b',"request_id":"second"}'
@@ -330,11 +330,26 @@ def test_a_key_repeated_within_an_object_is_quarantined_not_fatal(con, tmp_path,
     repeated_message = repeated_message.replace(b'"role":"user"', b'"role":"user","role":"user"')
     path = write_lines(tmp_path / "repeated.jsonl", [interaction("ok-1"), repeated, feedback("ok-1"),
                                                       repeated_message, interaction("ok-2")])
-    report = ingest_file(con, path, workers=workers)
+    # With two-line blocks, the two bad lines sit in different blocks that are committed together.
+    report = ingest_file(con, path, workers=workers, batch_lines=batch_lines)
     assert (report.lines_ingested, report.lines_quarantined, report.reconciles) == (3, 2, True)
     assert sorted(r for (r,) in con.execute("SELECT request_id FROM raw.interactions").fetchall()) == ["ok-1", "ok-2"]
     quarantined = con.execute("SELECT line_no, reason, raw_text FROM raw.quarantine ORDER BY 1").fetchall()
     assert [(line, "duplicate key" in reason) for line, reason, _ in quarantined] == [(2, True), (4, True)]
     assert quarantined[0][2].encode() == repeated
-    again = ingest_file(con, path, workers=workers)
+    again = ingest_file(con, path, workers=workers, batch_lines=batch_lines)
     assert again.outcome == "already_ingested" and count(con, "quarantine") == 2
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_key_repeated_across_blocks_keeps_its_first_line_however_blocks_are_committed(con, tmp_path, workers):
+    # Small blocks are committed several to a transaction, and with workers the last ones all together: the
+    # first line of each key wins wherever the blocks fall.
+    lines = [interaction(f"r{i % 7}", model=f"m{i}") for i in range(60)]
+    lines += [feedback(f"r{i % 3}", feedback_id=f"f{i % 5}", comment=str(i)) for i in range(20)]
+    report = ingest_file(con, write_lines(tmp_path / "repeats.jsonl", lines), batch_lines=9, workers=workers)
+    assert (report.lines_read, report.lines_ingested, report.lines_duplicate, report.reconciles) == (80, 12, 68, True)
+    assert con.execute("SELECT request_id, model, source_line FROM raw.interactions ORDER BY 3").fetchall() == [
+        (f"r{i}", f"m{i}", i + 1) for i in range(7)]
+    assert con.execute("SELECT feedback_id, comment, source_line FROM raw.feedback ORDER BY 3").fetchall() == [
+        (f"f{i}", str(i), 61 + i) for i in range(5)]

@@ -38,7 +38,7 @@ from flywheel.ingest.validate import (
     LineError,
     parse_line,
     quarantine_row,
-    reuse_buffers,
+    start_worker,
     validate_block,
 )
 from flywheel.processes import alive
@@ -119,27 +119,39 @@ _KEYS = {"interaction": ("raw.interactions", "request_id"), "feedback": ("raw.fe
 
 
 _DUCKDB_MAX_OBJECT_BYTES = 16 << 20  # read_json's default maximum_object_size
+DUCKDB_ROW_GROUP_ROWS = 122_880
 
 
-def _read_block(path: str, columns: str, widest: int = 0) -> str:
+def _read_block(paths: list[str], columns: str, widest: int = 0) -> str:
     size = f", maximum_object_size = {widest + 1024:d}" if widest + 1024 > _DUCKDB_MAX_OBJECT_BYTES else ""
-    return f"read_json({sql_literal(path)}, format = 'newline_delimited', columns = {columns}{size})"
+    files = "[" + ", ".join(map(sql_literal, paths)) + "]"
+    return f"read_json({files}, format = 'newline_delimited', columns = {columns}{size})"
 
 
-def _commit_block(con: duckdb.DuckDBPyConnection, result: BlockResult, source_file: str, file_hash: str,
-                  finished: bool, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> None:
-    """Write one validated block and the ledger's progress atomically.
+def _commit_blocks(con: duckdb.DuckDBPyConnection, results: list[BlockResult], source_file: str, file_hash: str,
+                   finished: bool, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> None:
+    """Write validated blocks (consecutive, in file order) and the ledger's progress atomically.
 
     Values go into these statements as literals: DuckDB's Python binding imports pandas on the first bound
     parameter, about a second of this process's time, on the path of every ingestion run."""
     source, digest = sql_literal(source_file), sql_literal(file_hash)
     widest_event = max_line_bytes + (64 << 10)  # the line and the meta fields in front of it
+    outputs: dict[str, list[str]] = {}
+    keys: dict[str, list[str]] = {}
+    rows: dict[str, int] = {}
+    for result in results:
+        for kind, path in result.outputs.items():
+            outputs.setdefault(kind, []).append(path)
+            rows[kind] = rows.get(kind, 0) + result.rows[kind]
+        for kind, path in result.keys.items():
+            keys.setdefault(kind, []).append(path)
+    quarantined = [result.quarantine_path for result in results if result.quarantine_path]
     with transaction(con):
         # Which events are new, decided on the keys alone: the first line of each key not yet stored.
         fresh_rows = [
-            f"""SELECT '{kind}' AS kind, min(l) AS line_no FROM {_read_block(path, _KEY_COLUMNS)} m
+            f"""SELECT '{kind}' AS kind, min(l) AS line_no FROM {_read_block(paths, _KEY_COLUMNS)} m
                 WHERE NOT EXISTS (SELECT 1 FROM {table} r WHERE r.{column} = m.k) GROUP BY m.k"""
-            for kind, path in result.keys.items()
+            for kind, paths in keys.items()
             for table, column in [_KEYS[kind]]
         ] or ["SELECT NULL::VARCHAR AS kind, NULL::BIGINT AS line_no WHERE false"]
         con.execute("CREATE OR REPLACE TEMP TABLE block_fresh AS " + " UNION ALL ".join(fresh_rows))
@@ -147,44 +159,46 @@ def _commit_block(con: duckdb.DuckDBPyConnection, result: BlockResult, source_fi
 
         def only_fresh(kind: str) -> str:
             # Filter only when needed: an unfiltered insert goes straight to row groups.
-            if fresh.get(kind, 0) == result.rows[kind]:
+            if fresh.get(kind, 0) == rows[kind]:
                 return ""
             return f"WHERE _fw_line IN (SELECT line_no FROM block_fresh WHERE kind = '{kind}')"
 
-        if "interaction" in result.outputs:
+        if "interaction" in outputs:
             con.execute(f"""
                 INSERT INTO raw.interactions
                 SELECT request_id, make_timestamp(_fw_ts)::DATE, make_timestamptz(_fw_ts), app_id, model,
                        provider, messages, response, tools, params, latency_ms, tokens_in, tokens_out, cost_usd,
                        coalesce(status, 'ok'), error, user_hash, session_hash, coalesce(tags, []),
                        coalesce(metadata, '{{}}'), {source}, _fw_line, {digest}, now()
-                FROM {_read_block(result.outputs["interaction"], _INTERACTION_COLUMNS, widest_event)}
+                FROM {_read_block(outputs["interaction"], _INTERACTION_COLUMNS, widest_event)}
                 {only_fresh("interaction")}
             """)
-        if "feedback" in result.outputs:
+        if "feedback" in outputs:
             con.execute(f"""
                 INSERT INTO raw.feedback
                 SELECT _fw_key, request_id, make_timestamp(_fw_ts)::DATE, make_timestamptz(_fw_ts),
                        feedback_type, source, thumb, rating, rating_scale, correction, success, comment,
                        user_hash, coalesce(metadata, '{{}}'), {source}, _fw_line, {digest}, now()
-                FROM {_read_block(result.outputs["feedback"], _FEEDBACK_COLUMNS, widest_event)}
+                FROM {_read_block(outputs["feedback"], _FEEDBACK_COLUMNS, widest_event)}
                 {only_fresh("feedback")}
             """)
-        if result.quarantine_path:
+        if quarantined:
+            widest = max(result.widest_quarantine_row for result in results)
             con.execute(f"""
                 INSERT INTO raw.quarantine
                 SELECT {source}, {digest}, line_no, reason, raw_text, from_base64(raw_base64), now()
-                FROM {_read_block(result.quarantine_path, _QUARANTINE_COLUMNS, result.widest_quarantine_row)}
+                FROM {_read_block(quarantined, _QUARANTINE_COLUMNS, widest)}
             """)
         # A mapped line may yield events of both kinds: new lines are counted apart from new events.
         events_new = sum(fresh.values())
         lines_new = con.execute("SELECT count(DISTINCT line_no) FROM block_fresh").fetchall()[0][0]
+        valid = sum(result.valid_lines for result in results)
         con.execute(f"""
             UPDATE raw.ingest_ledger SET
-                lines_done = {result.last_line:d}, lines_ingested = lines_ingested + {lines_new:d},
-                lines_quarantined = lines_quarantined + {result.quarantined:d},
-                lines_duplicate = lines_duplicate + {result.valid_lines - lines_new:d},
-                lines_blank = lines_blank + {result.blank_lines:d},
+                lines_done = {results[-1].last_line:d}, lines_ingested = lines_ingested + {lines_new:d},
+                lines_quarantined = lines_quarantined + {sum(result.quarantined for result in results):d},
+                lines_duplicate = lines_duplicate + {valid - lines_new:d},
+                lines_blank = lines_blank + {sum(result.blank_lines for result in results):d},
                 events_ingested = events_ingested + {events_new:d},
                 status = '{"done" if finished else "in_progress"}',
                 finished_at = {"now()" if finished else "NULL"}
@@ -196,25 +210,26 @@ _UNREADABLE = re.compile(r'JSON transform error in file "(?P<file>[^"]+)", in li
 _META_PREFIX = re.compile(rb'\{"_fw_line":(\d+),"_fw_ts":-?\d+,(?:"_fw_key":"(?:[^"\\]|\\.)*",)?')
 
 
-def _commit_or_quarantine(con: duckdb.DuckDBPyConnection, result: BlockResult, source_file: str, file_hash: str,
-                          finished: bool, max_line_bytes: int) -> None:
-    """Commit a block; lines that meet the contract but that DuckDB cannot store (a key repeated within an
+def _commit_or_quarantine(con: duckdb.DuckDBPyConnection, results: list[BlockResult], source_file: str,
+                          file_hash: str, finished: bool, max_line_bytes: int) -> None:
+    """Commit blocks; lines that meet the contract but that DuckDB cannot store (a key repeated within an
     object it reads as a struct: msgspec takes the last value, DuckDB refuses the object) move to quarantine,
-    and the block is committed again without them."""
+    and the blocks are committed again without them."""
     try:
         while True:
             try:
-                return _commit_block(con, result, source_file, file_hash, finished, max_line_bytes)
+                return _commit_blocks(con, results, source_file, file_hash, finished, max_line_bytes)
             except duckdb.InvalidInputException as error:
                 found = _UNREADABLE.search(str(error))
+                holder = next((r for r in results if found and found["file"] in r.outputs.values()), None)
                 # DuckDB's line number is not that of the file for objects inside lists: find the lines.
-                if not found or found["file"] not in result.outputs.values() or not _move_to_quarantine(
-                        result, found["file"], f"DuckDB: {found['reason']}"):
+                if holder is None or not _move_to_quarantine(holder, found["file"], f"DuckDB: {found['reason']}"):
                     raise
     finally:
-        for path in [*result.outputs.values(), *result.keys.values(), result.quarantine_path]:
-            if path:
-                Path(path).unlink(missing_ok=True)
+        for result in results:
+            for path in [*result.outputs.values(), *result.keys.values(), result.quarantine_path]:
+                if path:
+                    Path(path).unlink(missing_ok=True)
 
 
 class _Members(dict):
@@ -318,8 +333,9 @@ def ingest_file(
         # (measured: the same time for a third more CPU), which would only take turns with them.
         con.execute("SET threads = 1")
     try:
-        return _ingest(con, path, size, started, executor, int(workers), mapping=mapping, format_name=format_name,
-                       batch_lines=batch_lines, max_line_bytes=max_line_bytes, progress=progress)
+        return _ingest(con, path, size, started, executor, int(workers), int(threads), mapping=mapping,
+                       format_name=format_name, batch_lines=batch_lines, max_line_bytes=max_line_bytes,
+                       progress=progress)
     finally:
         executor.shutdown(wait=True, cancel_futures=True)
         con.execute(f"SET threads = {int(threads)}")
@@ -329,7 +345,7 @@ def _executor(workers: int) -> Executor:
     if not workers:
         return _InlineExecutor()
     # spawn, not fork: this process holds DuckDB's threads and file lock.
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=reuse_buffers)
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=start_worker)
     for _ in range(workers):
         pool.submit(_warm_up)
     return pool
@@ -340,7 +356,7 @@ def _warm_up() -> None:
 
 
 def _ingest(con: duckdb.DuckDBPyConnection, path: Path, size: int, started: float, executor: Executor, workers: int,
-            *, mapping: FieldMapping | None, format_name: str, batch_lines: int, max_line_bytes: int,
+            threads: int, *, mapping: FieldMapping | None, format_name: str, batch_lines: int, max_line_bytes: int,
             progress: ProgressFn | None) -> FileReport:
     file_hash = content_hash(path)
     mapping = mapping or mapping_beside(path)
@@ -369,7 +385,7 @@ def _ingest(con: duckdb.DuckDBPyConnection, path: Path, size: int, started: floa
 
     try:
         lines_done = _load_lines(con, path, file_hash, spec, skip, batch_lines, progress, workers, executor,
-                                 record_start)
+                                 record_start, threads)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return _report(con, path, file_hash, outcome, lines_done - skip, time.perf_counter() - started)
@@ -448,37 +464,53 @@ class _InlineExecutor(Executor):
 
 def _load_lines(con: duckdb.DuckDBPyConnection, path: Path, file_hash: str, spec: BlockSpec, skip: int,
                 block_lines: int, progress: ProgressFn | None, workers: int, executor: Executor,
-                record_start: Callable[[], None]) -> int:
+                record_start: Callable[[], None], threads: int) -> int:
     """Validate blocks (in parallel where worth it) and commit them in file order; return the last line read.
 
-    `record_start` runs once the workers have their first blocks, before anything is committed. At most
-    `workers + 1` blocks are in flight, which bounds memory whatever the file's size.
+    `record_start` runs once the workers have their first blocks, before anything is committed. While the
+    workers run, blocks are committed one at a time with one DuckDB thread; once the last block is validated,
+    those left are committed together with all of DuckDB's `threads` (a single insert of several blocks is
+    what DuckDB spreads over cores). At most `workers + 3` blocks are in flight: their files on disk, one
+    block each in the workers' memory, whatever the file's size.
     """
-    last_line = skip
+    last_line, done = skip, False
     in_flight: deque[Future[BlockResult]] = deque()
 
-    def commit_oldest(finished: bool) -> None:
-        nonlocal last_line
-        result = in_flight.popleft().result()
-        _commit_or_quarantine(con, result, str(path), file_hash, finished, spec.max_line_bytes)
-        last_line = result.last_line
+    def commit(results: list[BlockResult], finished: bool) -> None:
+        nonlocal last_line, done
+        done = finished
+        _commit_or_quarantine(con, results, str(path), file_hash, finished, spec.max_line_bytes)
+        last_line = results[-1].last_line
         if progress:
-            progress(result.last_line - result.first_line + 1)
+            progress(results[-1].last_line - results[0].first_line + 1)
 
+    def oldest() -> list[BlockResult]:
+        # Inserts of fewer events than a DuckDB row group go through the write-ahead log, and a checkpoint
+        # then rewrites them with the row groups after them (measured: a second for the small first block):
+        # such a block is committed with the next.
+        group = [in_flight.popleft().result()]
+        while in_flight and sum(sum(result.rows.values()) for result in group) < DUCKDB_ROW_GROUP_ROWS:
+            group.append(in_flight.popleft().result())
+        return group
+
+    ahead = workers + 3 if workers else 1  # inline, a block is validated when submitted
     blocks = _blocks(path, skip, block_lines)
     for block in itertools.islice(blocks, workers):
         in_flight.append(executor.submit(validate_block, block, spec))
     record_start()
     for block in blocks:
         in_flight.append(executor.submit(validate_block, block, spec))
-        if len(in_flight) > workers:
-            commit_oldest(finished=False)
-    while len(in_flight) > 1:
-        commit_oldest(finished=False)
-    if in_flight:
-        commit_oldest(finished=True)
-    else:  # nothing (more) to read: mark the file done
-        _commit_block(con, BlockResult(last_line + 1, last_line), str(path), file_hash, True)
+        if len(in_flight) > ahead:
+            commit(oldest(), finished=False)
+    while in_flight:
+        if workers and len(in_flight) > 1 and all(future.done() for future in in_flight):
+            con.execute(f"SET threads = {threads:d}")
+            commit([future.result() for future in in_flight], finished=True)
+            in_flight.clear()
+        else:
+            commit(oldest(), finished=not in_flight)
+    if not done:  # nothing (more) to read: mark the file done
+        _commit_blocks(con, [BlockResult(last_line + 1, last_line)], str(path), file_hash, True)
     return last_line
 
 

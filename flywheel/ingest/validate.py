@@ -18,7 +18,7 @@ import os
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import BinaryIO
@@ -30,7 +30,8 @@ from flywheel.contracts import EVENT_DECODER, Event, InteractionEvent, Validatio
 from flywheel.ingest.formats import Adapter, adapter_for
 from flywheel.ingest.mapping import load_mapping
 
-_EPOCH_ORDINAL = datetime(1970, 1, 1, tzinfo=UTC).toordinal()
+# Microseconds since the epoch, exactly: timedelta floor division (no float on the way).
+_EPOCH, _MICROSECOND = datetime(1970, 1, 1, tzinfo=UTC), timedelta(microseconds=1)
 META_FIELDS = {"_fw_line": "BIGINT", "_fw_ts": "BIGINT", "_fw_key": "VARCHAR"}
 _KEY_FILE = {"interaction": "interaction-keys", "feedback": "feedback-keys"}
 
@@ -85,11 +86,16 @@ class Block:
 _reused: bytearray | None = None
 
 
-def reuse_buffers() -> None:
-    """Keep one read buffer for the life of this (worker) process: reading into memory already mapped
-    spares the kernel a page fault per 4 KiB of every block (measured: most of a worker's system time)."""
+def start_worker() -> None:
+    """Set up a worker process for the life of the pool.
+
+    One read buffer is kept: reading into memory already mapped spares the kernel a page fault per 4 KiB of
+    every block (measured: most of a worker's system time). Workers run at a lower priority than the
+    process that commits blocks in order, the pipeline's bottleneck: on a machine with fewer free cores
+    than processes, the committer keeps a core and the workers share the rest."""
     global _reused
     _reused = bytearray()
+    os.nice(10)
 
 
 def _buffer(size: int) -> bytearray:
@@ -183,16 +189,31 @@ def _validate_block(block: Block, spec: BlockSpec) -> BlockResult:
                     result.outputs[kind], result.rows[kind] = path, 0
             return writers[kind]
 
-        # This loop runs once per line of every file: the common case (a valid native line) takes no detour.
+        # This loop runs once per line of every file: a valid native interaction, the common case, takes
+        # the shortest way (its lines below are the hot path of ingestion; measured before any change).
         decode, max_bytes, line_no = EVENT_DECODER.decode, spec.max_line_bytes, block.first_line - 1
+        interactions = interaction_keys = None
+        n_interactions = 0
         for line_no, line in enumerate(block.read(), start=block.first_line):
-            parsed = None
+            event = None
             if adapter is None and len(line) <= max_bytes:
                 try:
-                    parsed = ((decode(line), line),)
+                    event = decode(line)
                 except (msgspec.DecodeError, UnicodeDecodeError):
-                    parsed = None  # told apart below: blank, or quarantined with its reason
-            if parsed is None:
+                    event = None  # told apart below: blank, or quarantined with its reason
+                if type(event) is InteractionEvent and line[0] == 123:
+                    if interactions is None:
+                        interactions, interaction_keys = writer("interaction").write, writer("interaction-keys").write
+                    # An event is a JSON object with at least its required fields: what follows its opening
+                    # brace continues the meta fields' object as valid JSON.
+                    interactions(b'{"_fw_line":%d,"_fw_ts":%d,%b\n' % (
+                        line_no, (event.timestamp - _EPOCH) // _MICROSECOND, line[1:]))
+                    interaction_keys(b'{"l":%d,"k":%b}\n' % (line_no, orjson.dumps(event.request_id)))
+                    n_interactions += 1
+                    continue
+            if event is not None:
+                parsed: Parsed = ((event, line),)
+            else:
                 raw = bytes(line).rstrip(b"\r\n")
                 if not raw or raw.isspace():
                     result.blank_lines += 1
@@ -207,22 +228,24 @@ def _validate_block(block: Block, spec: BlockSpec) -> BlockResult:
                     continue
             result.valid_lines += 1
             for event, payload in parsed:
+                micros = (event.timestamp - _EPOCH) // _MICROSECOND
                 if type(event) is InteractionEvent:
                     kind, key = "interaction", orjson.dumps(event.request_id)
-                    meta = b'{"_fw_line":%d,"_fw_ts":%d,' % (line_no, _micros(event.timestamp))
+                    meta = b'{"_fw_line":%d,"_fw_ts":%d,' % (line_no, micros)
                 else:
                     kind, key = "feedback", orjson.dumps(event.stable_id)
-                    meta = b'{"_fw_line":%d,"_fw_ts":%d,"_fw_key":%s,' % (line_no, _micros(event.timestamp), key)
+                    meta = b'{"_fw_line":%d,"_fw_ts":%d,"_fw_key":%b,' % (line_no, micros, key)
                 out = writers.get(kind) or writer(kind)
-                # An event is a JSON object with at least its required fields: what follows its opening
-                # brace continues the meta fields' object as valid JSON.
                 out.write(meta)
                 out.write(payload[(0 if payload[0] == 123 else bytes(payload).index(b"{")) + 1:])
                 out.write(b"\n")
                 # The keys again, alone: checking them against those stored need not parse the events.
                 keys = _KEY_FILE[kind]
-                (writers.get(keys) or writer(keys)).write(b'{"l":%d,"k":%s}\n' % (line_no, key))
+                (writers.get(keys) or writer(keys)).write(b'{"l":%d,"k":%b}\n' % (line_no, key))
                 result.rows[kind] += 1
+        if n_interactions:
+            result.rows["interaction"] += n_interactions
+            result.valid_lines += n_interactions
     result.last_line = line_no
     return result
 
@@ -236,7 +259,3 @@ def quarantine_row(line_no: int, reason: str, raw: bytes) -> bytes:
     return orjson.dumps({"line_no": line_no, "reason": reason, "raw_text": text, "raw_base64": exact}) + b"\n"
 
 
-def _micros(timestamp: datetime) -> int:
-    """Microseconds since the epoch of a UTC datetime, exactly (no float on the way)."""
-    return (timestamp.toordinal() - _EPOCH_ORDINAL) * 86_400_000_000 + (
-        timestamp.hour * 3600 + timestamp.minute * 60 + timestamp.second) * 1_000_000 + timestamp.microsecond
