@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -60,6 +62,7 @@ def _measure(kind: str, source: Path, workdir: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000, help="simulated interactions (default 1,000,000)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each, alternated; medians compared (3)")
     parser.add_argument("--keep", type=Path, help="folder to keep the generated file in (reused when present)")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -80,17 +83,31 @@ def main() -> None:
         size_mb = source.stat().st_size / 1e6
         lines = sum(1 for _ in source.open("rb"))
         print(f"input: {source.name}, {lines:,} lines, {size_mb:,.0f} MB")
+        runs: dict[str, list[dict]] = {"baseline": [], "flywheel": []}
+        # Alternated, so that a slow spell of a shared machine falls on both; the medians are compared.
+        for attempt in range(1, args.repeat + 1):
+            for kind in runs:
+                workdir = Path(tempfile.mkdtemp(dir=tmp))
+                figures = _measure(kind, source, workdir)
+                shutil.rmtree(workdir, ignore_errors=True)
+                runs[kind].append(figures)
+                print(f"  run {attempt}: {kind:9s} {figures['seconds']:6.2f} s  CPU {figures['cpu_seconds']:5.1f} s")
         results = {}
-        for kind in ("baseline", "flywheel"):
-            workdir = Path(tempfile.mkdtemp(dir=tmp))
-            results[kind] = figures = _measure(kind, source, workdir)
+        for kind, measured in runs.items():
+            figures = results[kind] = {
+                "seconds": statistics.median(f["seconds"] for f in measured),
+                "cpu_seconds": statistics.median(f["cpu_seconds"] for f in measured),
+                "peak_rss_mb": max(f["peak_rss_mb"] for f in measured),
+                "worker_rss_mb": max(f["worker_rss_mb"] for f in measured),
+            }
             figures["lines_per_s"] = lines / figures["seconds"]
             figures["mb_per_s"] = size_mb / figures["seconds"]
             # Worst case at one moment: the main process plus two workers each at their own peak.
             figures["total_rss_mb"] = figures["peak_rss_mb"] + 2 * figures["worker_rss_mb"]
             print(f"{kind:9s} {figures['seconds']:7.2f} s  {figures['lines_per_s']:>10,.0f} lines/s  "
                   f"{figures['mb_per_s']:6.1f} MB/s  CPU {figures['cpu_seconds']:5.1f} s  "
-                  f"peak RSS {figures['peak_rss_mb']:,.0f} MB (+ workers {figures['worker_rss_mb']:,.0f} MB each)")
+                  f"peak RSS {figures['peak_rss_mb']:,.0f} MB (+ workers {figures['worker_rss_mb']:,.0f} MB each)"
+                  f"  [median of {len(measured)}]")
         ratio = results["flywheel"]["lines_per_s"] / results["baseline"]["lines_per_s"]
         print(f"ratio flywheel/baseline throughput: {ratio:.2f} (target >= 0.50); "
               f"flywheel peak RSS, main + 2 workers at their peaks: {results['flywheel']['total_rss_mb']:,.0f} MB "

@@ -353,3 +353,12 @@ def test_a_key_repeated_across_blocks_keeps_its_first_line_however_blocks_are_co
         (f"r{i}", f"m{i}", i + 1) for i in range(7)]
     assert con.execute("SELECT feedback_id, comment, source_line FROM raw.feedback ORDER BY 3").fetchall() == [
         (f"f{i}", str(i), 61 + i) for i in range(5)]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_ingestion_leaves_the_connections_settings_as_it_found_them(con, tmp_path, workers):
+    con.execute("SET threads = 3")
+    con.execute("SET max_vacuum_tasks = 7")
+    ingest_file(con, write_lines(tmp_path / "a.jsonl", [interaction("a"), feedback("a")]), workers=workers)
+    assert con.execute("SELECT current_setting('threads'), current_setting('max_vacuum_tasks')").fetchall() == [
+        (3, 7)]
