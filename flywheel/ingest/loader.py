@@ -403,8 +403,10 @@ def _database_path(con: duckdb.DuckDBPyConnection) -> Path | None:
 
 
 def _blocks(path: Path, skip: int, block_lines: int) -> Iterator[Block]:
-    # The first block is a tenth of the others: the pipeline fills, and progress shows, sooner.
-    sizes = itertools.chain([max(1, block_lines // 10)], itertools.repeat(block_lines))
+    # The first block is a quarter of the others and the second the rest of one: the pipeline fills, and
+    # progress shows, sooner, and the two are committed together (see `_load_lines`) as one block's worth.
+    first = max(1, block_lines // 4)
+    sizes = itertools.chain([first, max(1, block_lines - first)], itertools.repeat(block_lines))
     if path.name.lower().endswith((".jsonl", ".ndjson", ".json")):
         yield from _byte_range_blocks(path, skip, sizes)
         return

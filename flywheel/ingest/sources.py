@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import mmap
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,12 +27,17 @@ def is_supported(path: Path) -> bool:
     return name.endswith(SUPPORTED_SUFFIXES) and not name.startswith((".", "_"))
 
 
-def content_hash(path: Path, chunk: int = 8 << 20) -> str:
+def content_hash(path: Path, window: int = 64 << 20) -> str:
     """Identity of a file's bytes: a renamed copy has the same hash, an edited file a new one."""
-    digest = blake3.blake3()  # several times faster than hashlib's hashes, and as collision-resistant
+    # blake3: several times faster than hashlib's hashes, and as collision-resistant. Hashing memory-mapped
+    # windows on all cores takes about two thirds of the time of reading the file in chunks (the same hash);
+    # one window at a time keeps this process's memory bounded whatever the file's size.
+    digest = blake3.blake3(max_threads=blake3.blake3.AUTO)
+    size = path.stat().st_size
     with path.open("rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
+        for offset in range(0, size, window):
+            with mmap.mmap(handle.fileno(), min(window, size - offset), offset=offset, access=mmap.ACCESS_READ) as view:
+                digest.update(view)
     return digest.hexdigest(length=20)
 
 
