@@ -33,3 +33,39 @@ def test_byte_range_blocks_cover_every_line_once_from_any_resume_point(tmp_path,
         seen += got
         next_line += len(got)
     assert seen == expected[skip:]
+
+
+def test_blocks_cut_in_a_thread_arrive_in_order_and_errors_reach_the_reader():
+    from flywheel.ingest.loader import _prefetched
+
+    assert list(_prefetched(iter(range(50)), depth=3)) == list(range(50))
+
+    def failing():
+        yield 1
+        raise OSError("disk gone")
+
+    reader = _prefetched(failing(), depth=2)
+    assert next(reader) == 1
+    with pytest.raises(OSError, match="disk gone"):
+        next(reader)
+
+
+def test_a_reader_that_stops_early_stops_the_thread_cutting_blocks():
+    import threading
+
+    from flywheel.ingest.loader import _prefetched
+
+    produced = []
+
+    def endless():
+        n = 0
+        while True:
+            produced.append(n)
+            yield n
+            n += 1
+
+    reader = _prefetched(endless(), depth=2)
+    assert [next(reader) for _ in range(3)] == [0, 1, 2]
+    reader.close()  # the consumer's finally: stop and join the producer
+    assert not any(thread.name == "ingest-cutter" for thread in threading.enumerate())
+    assert len(produced) <= 3 + 2 + 1  # never more than `depth` ahead

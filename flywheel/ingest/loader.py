@@ -14,9 +14,11 @@ import itertools
 import json
 import multiprocessing
 import os
+import queue
 import re
 import shutil
 import tempfile
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -405,6 +407,7 @@ def _database_path(con: duckdb.DuckDBPyConnection) -> Path | None:
 def _blocks(path: Path, skip: int, block_lines: int) -> Iterator[Block]:
     # The first block is a quarter of the others and the second the rest of one: the pipeline fills, and
     # progress shows, sooner, and the two are committed together (see `_load_lines`) as one block's worth.
+    # (Two halves start the first commit sooner, but the main process then waits longer for the third.)
     first = max(1, block_lines // 4)
     sizes = itertools.chain([first, max(1, block_lines - first)], itertools.repeat(block_lines))
     if path.name.lower().endswith((".jsonl", ".ndjson", ".json")):
@@ -445,6 +448,41 @@ def _byte_range_blocks(path: Path, skip: int, sizes: Iterator[int], chunk: int =
         return
     if cuts and cuts[0][1] < offset:  # the rest, including a last line without a newline
         yield Block(cuts[0][0] + 1, path=str(path), start=cuts[0][1], end=offset)
+
+
+def _prefetched(items: Iterator[Block], depth: int) -> Iterator[Block]:
+    """The items of an iterator produced in a thread of their own, at most `depth` ahead of their use."""
+    ready: queue.Queue[tuple[Block | None, BaseException | None]] = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        ready.put((item, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            ready.put((None, None))
+        except BaseException as error:  # handed to the consumer, which raises it
+            ready.put((None, error))
+
+    producer = threading.Thread(target=produce, name="ingest-cutter", daemon=True)
+    producer.start()
+    try:
+        while True:
+            item, error = ready.get()
+            if error is not None:
+                raise error
+            if item is None:
+                return
+            yield item
+    finally:
+        stop.set()
+        producer.join()
 
 
 def _workdir(con_path: Path | None) -> Path:
@@ -493,16 +531,18 @@ def _load_lines(con: duckdb.DuckDBPyConnection, path: Path, file_hash: str, spec
             progress(results[-1].last_line - results[0].first_line + 1)
 
     def oldest() -> list[BlockResult]:
-        # An insert of fewer events than a DuckDB row group goes through the write-ahead log, and is
-        # written again at the checkpoint (measured: a second for the small first block, with vacuuming):
-        # such a block is committed with the next.
+        # An insert of fewer events (of a kind) than a DuckDB row group goes through the write-ahead log,
+        # and is written again at the checkpoint (measured: a second for the small first block, with
+        # vacuuming): such a block is committed with the next.
         group = [in_flight.popleft().result()]
-        while in_flight and sum(sum(result.rows.values()) for result in group) < DUCKDB_ROW_GROUP_ROWS:
+        while in_flight and max(sum(r.rows.get(kind, 0) for r in group) for kind in _KEYS) < DUCKDB_ROW_GROUP_ROWS:
             group.append(in_flight.popleft().result())
         return group
 
     ahead = workers + 3 if workers else 1  # inline, a block is validated when submitted
-    blocks = _blocks(path, skip, block_lines)
+    # With workers, the file is cut in a thread of its own: counting newlines (half a second a GB) then
+    # runs beside DuckDB's inserts instead of between them.
+    blocks = _prefetched(_blocks(path, skip, block_lines), ahead) if workers else _blocks(path, skip, block_lines)
     for block in itertools.islice(blocks, workers):
         in_flight.append(executor.submit(validate_block, block, spec))
     record_start()
