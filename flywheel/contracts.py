@@ -25,7 +25,10 @@ Content = str | list[dict[str, Any]] | None
 
 
 def _utc(value: datetime) -> datetime:
-    # Naive timestamps are taken as UTC: logs from servers almost always are.
+    # Naive timestamps are taken as UTC: logs from servers almost always are. msgspec gives UTC ones (Z,
+    # +00:00) the UTC singleton: kept as they are, the common case costs no new object per event.
+    if value.tzinfo is UTC:
+        return value
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
