@@ -362,3 +362,25 @@ def test_ingestion_leaves_the_connections_settings_as_it_found_them(con, tmp_pat
     ingest_file(con, write_lines(tmp_path / "a.jsonl", [interaction("a"), feedback("a")]), workers=workers)
     assert con.execute("SELECT current_setting('threads'), current_setting('max_vacuum_tasks')").fetchall() == [
         (3, 7)]
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".jsonl.gz"])
+def test_workers_store_the_same_rows_as_one_process_for_plain_and_compressed_files(tmp_path, suffix):
+    from flywheel import warehouse
+    from flywheel.simulate import simulate
+
+    plain = tmp_path / "traffic.jsonl"
+    simulate(plain, 1_500, seed=4, malformed_rate=0.02)
+    source = plain if suffix == ".jsonl" else tmp_path / "traffic.jsonl.gz"
+    if source != plain:
+        source.write_bytes(gzip.compress(plain.read_bytes()))
+    stored = {}
+    for workers in (0, 2):
+        with warehouse.session(tmp_path / f"w{workers}.duckdb") as con:
+            report = ingest_file(con, source, batch_lines=97, workers=workers)
+            assert report.reconciles and report.lines_read == plain.read_bytes().count(b"\n")
+            stored[workers] = [con.execute(f"SELECT * EXCLUDE (ingested_at) FROM raw.{table} ORDER BY source_line")
+                               .fetchall() for table in ("interactions", "feedback")]
+            stored[workers].append(con.execute(
+                "SELECT line_no, reason FROM raw.quarantine ORDER BY line_no").fetchall())
+    assert stored[0] == stored[2] and stored[0][2]

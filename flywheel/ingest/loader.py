@@ -404,13 +404,18 @@ def _database_path(con: duckdb.DuckDBPyConnection) -> Path | None:
     return Path(path[0][0]) if path and path[0][0] else None
 
 
+def _by_byte_ranges(path: Path) -> bool:
+    """A plain file is cut by byte offsets, its lines read by the workers themselves."""
+    return path.name.lower().endswith((".jsonl", ".ndjson", ".json"))
+
+
 def _blocks(path: Path, skip: int, block_lines: int) -> Iterator[Block]:
     # The first block is a quarter of the others and the second the rest of one: the pipeline fills, and
     # progress shows, sooner, and the two are committed together (see `_load_lines`) as one block's worth.
     # (Two halves start the first commit sooner, but the main process then waits longer for the third.)
     first = max(1, block_lines // 4)
     sizes = itertools.chain([first, max(1, block_lines - first)], itertools.repeat(block_lines))
-    if path.name.lower().endswith((".jsonl", ".ndjson", ".json")):
+    if _by_byte_ranges(path):
         yield from _byte_range_blocks(path, skip, sizes)
         return
     lines: list[bytes] = []
@@ -516,8 +521,9 @@ def _load_lines(con: duckdb.DuckDBPyConnection, path: Path, file_hash: str, spec
     `record_start` runs once the workers have their first blocks, before anything is committed. While the
     workers run, blocks are committed one at a time with one DuckDB thread; once the last block is validated,
     those left are committed together with all of DuckDB's `threads` (a single insert of several blocks is
-    what DuckDB spreads over cores). At most `workers + 3` blocks are in flight: their files on disk, one
-    block each in the workers' memory, whatever the file's size.
+    what DuckDB spreads over cores). Memory stays bounded whatever the file's size: blocks of a plain file
+    are byte ranges that each worker reads itself (a few in flight, their results in files on disk); blocks
+    of a compressed or columnar file hold their lines, and at most `workers + 1` of them are in flight.
     """
     last_line, done = skip, False
     in_flight: deque[Future[BlockResult]] = deque()
@@ -539,10 +545,16 @@ def _load_lines(con: duckdb.DuckDBPyConnection, path: Path, file_hash: str, spec
             group.append(in_flight.popleft().result())
         return group
 
-    ahead = workers + 3 if workers else 1  # inline, a block is validated when submitted
-    # With workers, the file is cut in a thread of its own: counting newlines (half a second a GB) then
-    # runs beside DuckDB's inserts instead of between them.
-    blocks = _prefetched(_blocks(path, skip, block_lines), ahead) if workers else _blocks(path, skip, block_lines)
+    blocks = _blocks(path, skip, block_lines)
+    if not workers:
+        ahead = 1  # inline, a block is validated when submitted
+    elif _by_byte_ranges(path):
+        ahead = workers + 3
+        # The file is cut in a thread of its own: counting newlines (half a second a GB) then runs beside
+        # DuckDB's inserts instead of between them.
+        blocks = _prefetched(blocks, ahead)
+    else:
+        ahead = workers
     for block in itertools.islice(blocks, workers):
         in_flight.append(executor.submit(validate_block, block, spec))
     record_start()
