@@ -1,9 +1,10 @@
 """Exactly-once, resumable loading of input files into the raw layer.
 
 A file is known by the hash of its content. Its lines are cut into blocks; blocks are validated in parallel
-(worker processes for large files, see `validate.py`) and committed strictly in order, each in one DuckDB
-transaction with its rows, its quarantined lines and the ledger's progress. A crash at any point leaves
-either a whole block or none of it, and the next run resumes after the last committed line. Rows are keyed
+(worker processes for large files, see `validate.py`) and committed strictly in order, one or a few
+consecutive blocks per DuckDB transaction with their rows, their quarantined lines and the ledger's progress.
+A crash at any point leaves whole blocks or none of them, and the next run resumes after the last committed
+line. Rows are keyed
 by `request_id` (interactions) and `feedback_id` (feedback): a renamed copy, a re-run or an overlapping
 export adds nothing twice.
 """
