@@ -73,7 +73,7 @@ def sql_literal(text: str) -> str:
 
 @contextmanager
 def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
-    """All of the block's writes, or none of them."""
+    """All of the writes inside, or none of them."""
     con.execute("BEGIN TRANSACTION")
     try:
         yield con

@@ -122,7 +122,7 @@ _KEYS = {"interaction": ("raw.interactions", "request_id"), "feedback": ("raw.fe
 
 
 _DUCKDB_MAX_OBJECT_BYTES = 16 << 20  # read_json's default maximum_object_size
-DUCKDB_ROW_GROUP_ROWS = 122_880
+_DUCKDB_ROW_GROUP_ROWS = 122_880
 
 
 def _read_block(paths: list[str], columns: str, widest: int = 0) -> str:
@@ -542,7 +542,7 @@ def _load_lines(con: duckdb.DuckDBPyConnection, path: Path, file_hash: str, spec
         # and is written again at the checkpoint (measured: a second for the small first block, with
         # vacuuming): such a block is committed with the next.
         group = [in_flight.popleft().result()]
-        while in_flight and max(sum(r.rows.get(kind, 0) for r in group) for kind in _KEYS) < DUCKDB_ROW_GROUP_ROWS:
+        while in_flight and max(sum(r.rows.get(kind, 0) for r in group) for kind in _KEYS) < _DUCKDB_ROW_GROUP_ROWS:
             group.append(in_flight.popleft().result())
         return group
 

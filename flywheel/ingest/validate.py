@@ -34,6 +34,11 @@ from flywheel.ingest.mapping import load_mapping
 _EPOCH, _MICROSECOND = datetime(1970, 1, 1, tzinfo=UTC), timedelta(microseconds=1)
 META_FIELDS = {"_fw_line": "BIGINT", "_fw_ts": "BIGINT", "_fw_key": "VARCHAR"}
 _KEY_FILE = {"interaction": "interaction-keys", "feedback": "feedback-keys"}
+# A stored event: the meta fields, then what follows the event's opening brace (an event is a JSON object with
+# at least its required fields, so the result is one valid object). The loader's `_META_PREFIX` reads these.
+_INTERACTION_LINE = b'{"_fw_line":%d,"_fw_ts":%d,%b\n'
+_FEEDBACK_LINE = b'{"_fw_line":%d,"_fw_ts":%d,"_fw_key":%b,%b\n'
+_KEY_LINE = b'{"l":%d,"k":%b}\n'  # each event's line and key alone: checked against stored keys unparsed
 
 
 class LineError(ValueError):
@@ -204,11 +209,8 @@ def _validate_block(block: Block, spec: BlockSpec) -> BlockResult:
                 if type(event) is InteractionEvent and line[0] == 123:
                     if interactions is None:
                         interactions, interaction_keys = writer("interaction").write, writer("interaction-keys").write
-                    # An event is a JSON object with at least its required fields: what follows its opening
-                    # brace continues the meta fields' object as valid JSON.
-                    interactions(b'{"_fw_line":%d,"_fw_ts":%d,%b\n' % (
-                        line_no, (event.timestamp - _EPOCH) // _MICROSECOND, line[1:]))
-                    interaction_keys(b'{"l":%d,"k":%b}\n' % (line_no, orjson.dumps(event.request_id)))
+                    interactions(_INTERACTION_LINE % (line_no, (event.timestamp - _EPOCH) // _MICROSECOND, line[1:]))
+                    interaction_keys(_KEY_LINE % (line_no, orjson.dumps(event.request_id)))
                     n_interactions += 1
                     continue
             if event is not None:
@@ -229,19 +231,16 @@ def _validate_block(block: Block, spec: BlockSpec) -> BlockResult:
             result.valid_lines += 1
             for event, payload in parsed:
                 micros = (event.timestamp - _EPOCH) // _MICROSECOND
+                body = payload[(0 if payload[0] == 123 else bytes(payload).index(b"{")) + 1:]
                 if type(event) is InteractionEvent:
                     kind, key = "interaction", orjson.dumps(event.request_id)
-                    meta = b'{"_fw_line":%d,"_fw_ts":%d,' % (line_no, micros)
+                    stored = _INTERACTION_LINE % (line_no, micros, body)
                 else:
                     kind, key = "feedback", orjson.dumps(event.stable_id)
-                    meta = b'{"_fw_line":%d,"_fw_ts":%d,"_fw_key":%b,' % (line_no, micros, key)
-                out = writers.get(kind) or writer(kind)
-                out.write(meta)
-                out.write(payload[(0 if payload[0] == 123 else bytes(payload).index(b"{")) + 1:])
-                out.write(b"\n")
-                # The keys again, alone: checking them against those stored need not parse the events.
+                    stored = _FEEDBACK_LINE % (line_no, micros, key, body)
+                (writers.get(kind) or writer(kind)).write(stored)
                 keys = _KEY_FILE[kind]
-                (writers.get(keys) or writer(keys)).write(b'{"l":%d,"k":%b}\n' % (line_no, key))
+                (writers.get(keys) or writer(keys)).write(_KEY_LINE % (line_no, key))
                 result.rows[kind] += 1
         if n_interactions:
             result.rows["interaction"] += n_interactions
