@@ -4,7 +4,9 @@
 
 Baseline: `CREATE TABLE t AS SELECT * FROM read_json_auto(file, ignore_errors=true)` into a fresh DuckDB file
 (no validation, no quarantine, no dedup, no ledger). Ours: `flywheel ingest` of the same file into a
-fresh warehouse. Each runs in its own process so that peak RSS is its own.
+fresh warehouse (a file this large: validated by two worker processes, which also write its events as the raw
+layer's Parquet segments; see `flywheel/warehouse.py`). Each runs in its own process so that peak RSS is its
+own.
 Targets (issue 2): ours >= 50% of the baseline's throughput; peak RSS < 2 GB.
 """
 

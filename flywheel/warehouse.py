@@ -1,4 +1,13 @@
-"""The DuckDB warehouse: opening it safely from many processes, and the raw layer's tables."""
+"""The DuckDB warehouse: opening it safely from many processes, and the raw layer.
+
+The raw layer's events are read through two views, `raw.interactions` and `raw.feedback`. Each is the union
+of rows stored in the DuckDB file (`raw.interactions_rows`: what small files bring) and of immutable Parquet
+segments in a folder beside it, `warehouse.raw/` for `warehouse.duckdb` (what large files bring: the processes
+that validate them write them in parallel, so a bulk load is not held to DuckDB's one writing process). A
+segment exists for queries once registered in `raw.segments`, in the same transaction as the ledger's
+progress and the views' new definitions. Nothing updates or deletes raw events: a registered segment never
+changes.
+"""
 
 from __future__ import annotations
 
@@ -90,7 +99,7 @@ CREATE SCHEMA IF NOT EXISTS raw;
 -- like any other column). A message's `content` is its text; content given as a list of parts (images,
 -- audio) is kept as the JSON text of that list. event_date (UTC) is the daily partition every later
 -- layer works in.
-CREATE TABLE IF NOT EXISTS raw.interactions (
+CREATE TABLE IF NOT EXISTS raw.interactions_rows (
     request_id      VARCHAR NOT NULL,
     event_date      DATE NOT NULL,
     ts              TIMESTAMPTZ NOT NULL,
@@ -119,7 +128,7 @@ CREATE TABLE IF NOT EXISTS raw.interactions (
 );
 
 -- Feedback may arrive before or after its interaction; the two are joined downstream, never here.
-CREATE TABLE IF NOT EXISTS raw.feedback (
+CREATE TABLE IF NOT EXISTS raw.feedback_rows (
     feedback_id     VARCHAR NOT NULL,
     request_id      VARCHAR NOT NULL,
     event_date      DATE NOT NULL,
@@ -138,6 +147,18 @@ CREATE TABLE IF NOT EXISTS raw.feedback (
     source_line     BIGINT NOT NULL,
     file_hash       VARCHAR NOT NULL,
     ingested_at     TIMESTAMPTZ NOT NULL
+);
+
+-- The Parquet segments of the raw layer: a segment holds the events of one kind from one block of lines
+-- of one input file, with exactly the columns of the matching *_rows table.
+CREATE TABLE IF NOT EXISTS raw.segments (
+    table_name      VARCHAR NOT NULL,       -- interactions | feedback
+    path            VARCHAR NOT NULL,       -- relative to the warehouse's folder
+    file_hash       VARCHAR NOT NULL,
+    first_line      BIGINT NOT NULL,
+    last_line       BIGINT NOT NULL,
+    row_count       BIGINT NOT NULL,
+    registered_at   TIMESTAMPTZ NOT NULL
 );
 
 -- Every line that could not be ingested, with why; nothing is dropped.
@@ -178,5 +199,58 @@ CREATE TABLE IF NOT EXISTS raw.ingest_files (
 """
 
 
+EVENT_TABLES = ("interactions", "feedback")
+
+
+def database_path(con: duckdb.DuckDBPyConnection) -> Path | None:
+    """The file of a connection's database; None in memory."""
+    path = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchall()
+    return Path(path[0][0]).resolve() if path and path[0][0] else None
+
+
+def segments_folder(con: duckdb.DuckDBPyConnection) -> Path | None:
+    """Where the raw layer's Parquet segments live: `<name>.raw/` beside the DuckDB file `<name>.duckdb`, its
+    own whatever else shares the folder (none for a database in memory)."""
+    database = database_path(con)
+    return database.with_suffix(".raw") if database else None
+
+
 def ensure_raw_layer(con: duckdb.DuckDBPyConnection) -> None:
+    for table in EVENT_TABLES:  # warehouses made before segments kept events in tables of the views' names
+        if con.execute(f"""SELECT 1 FROM duckdb_tables() WHERE database_name = current_database()
+                           AND schema_name = 'raw' AND table_name = '{table}'""").fetchall():
+            con.execute(f"ALTER TABLE raw.{table} RENAME TO {table}_rows")
     con.execute(RAW_DDL)
+    for table in EVENT_TABLES:
+        refresh_view(con, table)
+
+
+def refresh_view(con: duckdb.DuckDBPyConnection, table: str) -> None:
+    """(Re)define `raw.<table>` as its stored rows and its registered segments; run it inside the transaction
+    that registers segments."""
+    folder = segments_folder(con)
+    paths = [row[0] for row in con.execute(
+        f"SELECT path FROM raw.segments WHERE table_name = '{table}' ORDER BY file_hash, first_line").fetchall()]
+    # Absolute paths: any DuckDB client opening the file reads the views (a moved warehouse is re-pointed by
+    # the next writer's `ensure_raw_layer`).
+    segments = (
+        " UNION ALL SELECT * FROM read_parquet([" + ", ".join(sql_literal(str(folder / p)) for p in paths) + "])"
+        if paths and folder else ""
+    )
+    con.execute(f"CREATE OR REPLACE VIEW raw.{table} AS SELECT * FROM raw.{table}_rows{segments}")
+
+
+def remove_unregistered_segments(con: duckdb.DuckDBPyConnection) -> int:
+    """Delete segment files that no view reads: left by a run that stopped between moving a segment into place
+    and committing it. Only a writer (the holder of the file's lock) may call this; return how many."""
+    folder = segments_folder(con)
+    if folder is None or not folder.exists():
+        return 0
+    registered = {row[0] for row in con.execute("SELECT path FROM raw.segments").fetchall()}
+    removed = 0
+    for table in EVENT_TABLES:
+        for file in (folder / table).glob("*.parquet"):
+            if f"{table}/{file.name}" not in registered:
+                file.unlink(missing_ok=True)
+                removed += 1
+    return removed

@@ -69,3 +69,14 @@ def test_a_reader_that_stops_early_stops_the_thread_cutting_blocks():
     reader.close()  # the consumer's finally: stop and join the producer
     assert not any(thread.name == "ingest-cutter" for thread in threading.enumerate())
     assert len(produced) <= 3 + 2 + 1  # never more than `depth` ahead
+
+
+def test_blocks_shared_by_workers_shrink_toward_the_end_and_still_cover_every_line(tmp_path):
+    path = tmp_path / "f.jsonl"
+    path.write_bytes(b"".join(b'{"n":%d}\n' % i for i in range(10_000)))
+    sizes = [len(list(block.read())) for block in _byte_range_blocks(path, 0, iter([1_000] * 100), chunk=4096,
+                                                                      shared_by=2)]
+    assert sum(sizes) == 10_000
+    assert sizes == sorted(sizes, reverse=True) and sizes[:4] == [1_000] * 4
+    # The last blocks are about half of what is left (two workers), down to an eighth of the size asked.
+    assert sizes[-4:-1] == [506, 250, 125] and sizes[-1] <= 125

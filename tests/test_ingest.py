@@ -17,6 +17,17 @@ from flywheel.settings import SCHEMAS_DIR
 from tests.factories import feedback, interaction, write_lines
 
 
+@pytest.fixture(autouse=True, params=["rows", "segments"])
+def storage(request, monkeypatch) -> str:
+    """Every behaviour holds whichever way events are stored: in the DuckDB file (small files) or as Parquet
+    segments beside it (large files; here, every file)."""
+    if request.param == "segments":
+        from flywheel.ingest import loader
+
+        monkeypatch.setattr(loader, "SEGMENT_MIN_BYTES", 0)
+    return request.param
+
+
 def count(con, table: str, where: str = "true") -> int:
     return con.execute(f"SELECT count(*) FROM raw.{table} WHERE {where}").fetchall()[0][0]
 

@@ -16,8 +16,7 @@ _HOMES = {"FileReport": "loader", "ingest_file": "loader", "ingest_paths": "load
 
 
 def __getattr__(name: str) -> Any:
-    # Imported on first use: worker processes import `flywheel.ingest.validate` and must not pay for DuckDB
-    # and Arrow, which the loader needs.
+    # Imported on first use: worker processes import only what validating a block needs.
     if name not in _HOMES:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     return getattr(importlib.import_module(f"flywheel.ingest.{_HOMES[name]}"), name)

@@ -12,11 +12,10 @@ export adds nothing twice.
 from __future__ import annotations
 
 import itertools
-import json
+import math
 import multiprocessing
 import os
 import queue
-import re
 import shutil
 import tempfile
 import threading
@@ -32,20 +31,29 @@ import orjson
 
 from flywheel.ingest.formats import looks_like_openai_pair
 from flywheel.ingest.mapping import FieldMapping, load_mapping
-from flywheel.ingest.sources import container_of, content_hash, read_lines
-from flywheel.ingest.validate import (
-    META_FIELDS,
-    Block,
-    BlockResult,
-    BlockSpec,
-    LineError,
-    parse_line,
-    quarantine_row,
-    start_worker,
-    validate_block,
+from flywheel.ingest.rows import (
+    KEY_COLUMNS,
+    QUARANTINE_COLUMNS,
+    SEGMENT_FORMAT,
+    TABLES,
+    event_rows,
+    prepare_block,
+    quarantine_unreadable,
+    read_block,
+    segment_name,
 )
+from flywheel.ingest.sources import container_of, content_hash, read_lines
+from flywheel.ingest.validate import Block, BlockResult, BlockSpec, LineError, parse_line, start_worker
 from flywheel.processes import alive
-from flywheel.warehouse import ensure_raw_layer, sql_literal, transaction
+from flywheel.warehouse import (
+    database_path,
+    ensure_raw_layer,
+    refresh_view,
+    remove_unregistered_segments,
+    segments_folder,
+    sql_literal,
+    transaction,
+)
 
 # Big enough that DuckDB writes each block's rows straight to row groups; small enough to bound memory.
 DEFAULT_BATCH_LINES = 250_000
@@ -53,6 +61,9 @@ DEFAULT_MAX_LINE_BYTES = 1 << 20
 MAPPING_FILE_NAME = "_mapping.yaml"
 # Smaller files are validated in-process: starting worker processes would cost more than it saves.
 PARALLEL_MIN_BYTES = 64 << 20
+# Smaller files' events are inserted into the DuckDB file; larger ones' become Parquet segments, written by
+# the processes that validate them (a few segments per large file, rather than many small ones).
+SEGMENT_MIN_BYTES = 64 << 20
 
 __all__ = ["FileReport", "LineError", "ingest_file", "ingest_paths", "parse_line"]
 
@@ -80,55 +91,8 @@ class FileReport:
         return accounted == self.lines_read
 
 
-# DuckDB turns the validated JSON into typed columns, in parallel and with no Python object per field.
-_INTERACTION_SHAPE = orjson.dumps({
-    "request_id": "VARCHAR", "app_id": "VARCHAR", "model": "VARCHAR", "provider": "VARCHAR",
-    "messages": [{"role": "VARCHAR", "content": "VARCHAR", "name": "VARCHAR", "tool_call_id": "VARCHAR",
-                  "tool_calls": "JSON"}],
-    "response": {"role": "VARCHAR", "content": "VARCHAR", "tool_calls": "JSON", "refusal": "VARCHAR",
-                 "finish_reason": "VARCHAR"},
-    "tools": "JSON", "params": "JSON", "latency_ms": "DOUBLE", "tokens_in": "BIGINT", "tokens_out": "BIGINT",
-    "cost_usd": "DOUBLE", "status": "VARCHAR", "error": "VARCHAR", "user_hash": "VARCHAR", "session_hash": "VARCHAR",
-    "tags": ["VARCHAR"], "metadata": "JSON",
-}).decode()
-_FEEDBACK_SHAPE = orjson.dumps({
-    "request_id": "VARCHAR", "feedback_type": "VARCHAR", "source": "VARCHAR", "thumb": "VARCHAR",
-    "rating": "DOUBLE", "rating_scale": "DOUBLE", "correction": "VARCHAR", "success": "BOOLEAN",
-    "comment": "VARCHAR", "user_hash": "VARCHAR", "metadata": "JSON",
-}).decode()
-
-
-def _columns(shape: str) -> str:
-    # read_json's explicit column types: no inference, and nothing read that is not stored.
-    columns = _duckdb_types(orjson.loads(shape)) | META_FIELDS
-    return "{" + ", ".join(f"'{name}': '{kind}'" for name, kind in columns.items()) + "}"
-
-
-def _duckdb_types(shape: object) -> dict[str, str]:
-    def render(value: object) -> str:
-        if isinstance(value, str):
-            return value
-        if isinstance(value, list):
-            return render(value[0]) + "[]"
-        return "STRUCT(" + ", ".join(f'"{k}" {render(v)}' for k, v in value.items()) + ")"  # type: ignore[union-attr]
-    return {name: render(kind) for name, kind in shape.items()}  # type: ignore[union-attr]
-
-
-_INTERACTION_COLUMNS = _columns(_INTERACTION_SHAPE)
-_FEEDBACK_COLUMNS = _columns(_FEEDBACK_SHAPE)
-_QUARANTINE_COLUMNS = "{'line_no': 'BIGINT', 'reason': 'VARCHAR', 'raw_text': 'VARCHAR', 'raw_base64': 'VARCHAR'}"
-_KEY_COLUMNS = "{'l': 'BIGINT', 'k': 'VARCHAR'}"
 _KEYS = {"interaction": ("raw.interactions", "request_id"), "feedback": ("raw.feedback", "feedback_id")}
-
-
-_DUCKDB_MAX_OBJECT_BYTES = 16 << 20  # read_json's default maximum_object_size
 _DUCKDB_ROW_GROUP_ROWS = 122_880
-
-
-def _read_block(paths: list[str], columns: str, widest: int = 0) -> str:
-    size = f", maximum_object_size = {widest + 1024:d}" if widest + 1024 > _DUCKDB_MAX_OBJECT_BYTES else ""
-    files = "[" + ", ".join(map(sql_literal, paths)) + "]"
-    return f"read_json({files}, format = 'newline_delimited', columns = {columns}{size})"
 
 
 def _commit_blocks(con: duckdb.DuckDBPyConnection, results: list[BlockResult], source_file: str, file_hash: str,
@@ -137,60 +101,55 @@ def _commit_blocks(con: duckdb.DuckDBPyConnection, results: list[BlockResult], s
 
     Values go into these statements as literals: DuckDB's Python binding imports pandas on the first bound
     parameter, about a second of this process's time, on the path of every ingestion run."""
-    source, digest = sql_literal(source_file), sql_literal(file_hash)
-    widest_event = max_line_bytes + (64 << 10)  # the line and the meta fields in front of it
+    digest = sql_literal(file_hash)
     outputs: dict[str, list[str]] = {}
     keys: dict[str, list[str]] = {}
+    segments: dict[str, list[str]] = {}
     rows: dict[str, int] = {}
     for result in results:
         for kind, path in result.outputs.items():
             outputs.setdefault(kind, []).append(path)
-            rows[kind] = rows.get(kind, 0) + result.rows[kind]
+        for kind, count in result.rows.items():
+            rows[kind] = rows.get(kind, 0) + count
         for kind, path in result.keys.items():
             keys.setdefault(kind, []).append(path)
+        for kind, path in result.segments.items():
+            segments.setdefault(kind, []).append(path)
+    # Each event's line (l) and key (k): from the small key files, or from the segments, which hold both.
+    keyed = {kind: f"SELECT l, k FROM {read_block(paths, KEY_COLUMNS)}" for kind, paths in keys.items()} | {
+        kind: f"""SELECT source_line AS l, {_KEYS[kind][1]} AS k
+                  FROM read_parquet([{", ".join(map(sql_literal, paths))}])"""
+        for kind, paths in segments.items()
+    }
     quarantined = [result.quarantine_path for result in results if result.quarantine_path]
     with transaction(con):
         # Which events are new, decided on the keys alone: the first line of each key not yet stored.
         fresh_rows = [
-            f"""SELECT '{kind}' AS kind, min(l) AS line_no FROM {_read_block(paths, _KEY_COLUMNS)} m
+            f"""SELECT '{kind}' AS kind, min(l) AS line_no FROM ({events}) m
                 WHERE NOT EXISTS (SELECT 1 FROM {table} r WHERE r.{column} = m.k) GROUP BY m.k"""
-            for kind, paths in keys.items()
+            for kind, events in keyed.items()
             for table, column in [_KEYS[kind]]
         ] or ["SELECT NULL::VARCHAR AS kind, NULL::BIGINT AS line_no WHERE false"]
         con.execute("CREATE OR REPLACE TEMP TABLE block_fresh AS " + " UNION ALL ".join(fresh_rows))
         fresh = dict(con.execute("SELECT kind, count(*) FROM block_fresh GROUP BY kind").fetchall())
 
-        def only_fresh(kind: str) -> str:
+        for kind, paths in outputs.items():
+            selected = event_rows(kind, paths, source_file, file_hash, max_line_bytes)
             # Filter only when needed: an unfiltered insert goes straight to row groups.
-            if fresh.get(kind, 0) == rows[kind]:
-                return ""
-            return f"WHERE _fw_line IN (SELECT line_no FROM block_fresh WHERE kind = '{kind}')"
-
-        if "interaction" in outputs:
-            con.execute(f"""
-                INSERT INTO raw.interactions
-                SELECT request_id, make_timestamp(_fw_ts)::DATE, make_timestamptz(_fw_ts), app_id, model,
-                       provider, messages, response, tools, params, latency_ms, tokens_in, tokens_out, cost_usd,
-                       coalesce(status, 'ok'), error, user_hash, session_hash, coalesce(tags, []),
-                       coalesce(metadata, '{{}}'), {source}, _fw_line, {digest}, now()
-                FROM {_read_block(outputs["interaction"], _INTERACTION_COLUMNS, widest_event)}
-                {only_fresh("interaction")}
-            """)
-        if "feedback" in outputs:
-            con.execute(f"""
-                INSERT INTO raw.feedback
-                SELECT _fw_key, request_id, make_timestamp(_fw_ts)::DATE, make_timestamptz(_fw_ts),
-                       feedback_type, source, thumb, rating, rating_scale, correction, success, comment,
-                       user_hash, coalesce(metadata, '{{}}'), {source}, _fw_line, {digest}, now()
-                FROM {_read_block(outputs["feedback"], _FEEDBACK_COLUMNS, widest_event)}
-                {only_fresh("feedback")}
-            """)
+            if fresh.get(kind, 0) != rows[kind]:
+                selected += f" WHERE _fw_line IN (SELECT line_no FROM block_fresh WHERE kind = '{kind}')"
+            con.execute(f"INSERT INTO raw.{TABLES[kind]}_rows {selected}")
+        for result in results:
+            for kind, segment in result.segments.items():
+                _register_segment(con, result, kind, segment, file_hash)
+        for kind in segments:
+            refresh_view(con, TABLES[kind])
         if quarantined:
             widest = max(result.widest_quarantine_row for result in results)
             con.execute(f"""
                 INSERT INTO raw.quarantine
-                SELECT {source}, {digest}, line_no, reason, raw_text, from_base64(raw_base64), now()
-                FROM {_read_block(quarantined, _QUARANTINE_COLUMNS, widest)}
+                SELECT {sql_literal(source_file)}, {digest}, line_no, reason, raw_text, from_base64(raw_base64), now()
+                FROM {read_block(quarantined, QUARANTINE_COLUMNS, widest)}
             """)
         # A mapped line may yield events of both kinds: new lines are counted apart from new events.
         events_new = sum(fresh.values())
@@ -209,76 +168,47 @@ def _commit_blocks(con: duckdb.DuckDBPyConnection, results: list[BlockResult], s
         """)
 
 
-_UNREADABLE = re.compile(r'JSON transform error in file "(?P<file>[^"]+)", in line \d+: (?P<reason>[^\n]+)')
-_META_PREFIX = re.compile(rb'\{"_fw_line":(\d+),"_fw_ts":-?\d+,(?:"_fw_key":"(?:[^"\\]|\\.)*",)?')
+def _register_segment(con: duckdb.DuckDBPyConnection, result: BlockResult, kind: str, segment: str,
+                      file_hash: str) -> None:
+    """Move a block's segment into the raw layer's folder, keeping only its new events, and register it.
+
+    Runs inside the commit's transaction. The file is in place before the commit: a crash in between leaves
+    an unregistered file, which no view reads and the next run removes or replaces."""
+    fresh = con.execute(f"""SELECT count(*) FROM block_fresh WHERE kind = '{kind}'
+                            AND line_no BETWEEN {result.first_line:d} AND {result.last_line:d}""").fetchall()[0][0]
+    if not fresh:
+        return
+    table = TABLES[kind]
+    folder = segments_folder(con) / table  # type: ignore[operator]  # segments are only made with a folder
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / segment_name(file_hash, result.first_line)
+    if fresh == result.rows[kind]:
+        os.replace(segment, target)
+    else:  # events already stored (an overlapping export, a key repeated in the file): rare, so rewritten here
+        con.execute(f"""COPY (SELECT * FROM read_parquet({sql_literal(segment)}) WHERE source_line IN
+                              (SELECT line_no FROM block_fresh WHERE kind = '{kind}'))
+                        TO {sql_literal(str(target))} ({SEGMENT_FORMAT})""")
+    con.execute(f"""INSERT INTO raw.segments VALUES ('{table}', {sql_literal(f"{table}/{target.name}")},
+                    {sql_literal(file_hash)}, {result.first_line:d}, {result.last_line:d}, {fresh:d}, now())""")
 
 
 def _commit_or_quarantine(con: duckdb.DuckDBPyConnection, results: list[BlockResult], source_file: str,
                           file_hash: str, finished: bool, max_line_bytes: int) -> None:
-    """Commit blocks; lines that meet the contract but that DuckDB cannot store (a key repeated within an
-    object it reads as a struct: msgspec takes the last value, DuckDB refuses the object) move to quarantine,
+    """Commit blocks; lines that DuckDB cannot store move to quarantine (see `rows.quarantine_unreadable`),
     and the blocks are committed again without them."""
     try:
         while True:
             try:
                 return _commit_blocks(con, results, source_file, file_hash, finished, max_line_bytes)
             except duckdb.InvalidInputException as error:
-                found = _UNREADABLE.search(str(error))
-                holder = next((r for r in results if found and found["file"] in r.outputs.values()), None)
-                # DuckDB's line number is not that of the file for objects inside lists: find the lines.
-                if holder is None or not _move_to_quarantine(holder, found["file"], f"DuckDB: {found['reason']}"):
+                if not quarantine_unreadable(results, error):
                     raise
     finally:
         for result in results:
-            for path in [*result.outputs.values(), *result.keys.values(), result.quarantine_path]:
+            for path in [*result.outputs.values(), *result.keys.values(), *result.segments.values(),
+                         result.quarantine_path]:
                 if path:
                     Path(path).unlink(missing_ok=True)
-
-
-class _Members(dict):
-    repeated = False
-
-
-def _object_pairs(pairs: list[tuple[str, object]]) -> _Members:
-    members = _Members(pairs)
-    members.repeated = len(members) < len(pairs)
-    return members
-
-
-def _has_repeated_keys(event: bytes) -> bool:
-    """A key repeated in an object DuckDB reads as a struct: the event itself, a message, the response."""
-    record = json.loads(event, object_pairs_hook=_object_pairs)
-    objects = [record, record.get("response"), *(record.get("messages") or [])]
-    return any(isinstance(part, _Members) and part.repeated for part in objects)
-
-
-def _move_to_quarantine(result: BlockResult, path: str, reason: str) -> int:
-    """Move the events of a block file that DuckDB cannot store to the block's quarantine; return how many."""
-    kind = next(kind for kind, output in result.outputs.items() if output == path)
-    events = Path(path).read_bytes().splitlines(keepends=True)
-    keys = Path(result.keys[kind]).read_bytes().splitlines(keepends=True)  # one per event, in the same order
-    bad = [index for index, event in enumerate(events) if _has_repeated_keys(event)]
-    if not bad:
-        return 0
-    rows = []
-    for index in bad:
-        prefix = _META_PREFIX.match(events[index])
-        if prefix is None:
-            raise ValueError(f"{path}:{index + 1}: not a line this loader wrote")
-        # The line as it came, but for any whitespace before its opening brace.
-        rows.append(quarantine_row(int(prefix[1]), reason, b"{" + events[index][prefix.end():].rstrip(b"\n")))
-    drop = set(bad)
-    Path(path).write_bytes(b"".join(e for i, e in enumerate(events) if i not in drop))
-    Path(result.keys[kind]).write_bytes(b"".join(k for i, k in enumerate(keys) if i not in drop))
-    if result.quarantine_path is None:
-        result.quarantine_path = path.removesuffix(f"-{kind}.jsonl") + "-quarantine.jsonl"
-    with open(result.quarantine_path, "ab") as handle:
-        handle.writelines(rows)
-    result.rows[kind] -= len(bad)
-    result.valid_lines -= len(bad)
-    result.quarantined += len(bad)
-    result.widest_quarantine_row = max(result.widest_quarantine_row, *map(len, rows))
-    return len(bad)
 
 
 ProgressFn = Callable[[int], None]
@@ -315,19 +245,27 @@ def ingest_file(
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     progress: ProgressFn | None = None,
     workers: int | str = 0,
+    storage: str = "auto",
 ) -> FileReport:
     """Ingest one file.
 
     `workers`: processes that validate blocks in parallel; 0 validates in this process, "auto" uses up to
     two for files over 64 MiB. Worker processes are spawned, so a script that asks for them must guard its
     entry point with `if __name__ == "__main__":`.
+    `storage`: "rows" inserts the events into the DuckDB file, "segments" writes them as Parquet segments
+    beside it (see `flywheel.warehouse`), "auto" chooses segments for files over 64 MiB.
     """
     started = time.perf_counter()
     ensure_raw_layer(con)
+    remove_unregistered_segments(con)
     path = path.resolve()
     size = path.stat().st_size
     if workers == "auto":
         workers = min(2, os.cpu_count() or 1) if size >= PARALLEL_MIN_BYTES else 0
+    if storage not in ("auto", "rows", "segments"):
+        raise ValueError(f"storage must be auto, rows or segments, not {storage!r}")
+    segments = segments_folder(con) is not None and (
+        storage == "segments" or (storage == "auto" and size >= SEGMENT_MIN_BYTES))
     # Workers start (spawn + imports: about a second) while this process hashes the file.
     executor = _executor(int(workers))
     threads, vacuum = con.execute(
@@ -343,7 +281,7 @@ def ingest_file(
     try:
         return _ingest(con, path, size, started, executor, int(workers), int(threads), mapping=mapping,
                        format_name=format_name, batch_lines=batch_lines, max_line_bytes=max_line_bytes,
-                       progress=progress)
+                       progress=progress, segments=segments)
     finally:
         executor.shutdown(wait=True, cancel_futures=True)
         con.execute(f"SET threads = {int(threads)}")
@@ -366,14 +304,14 @@ def _warm_up() -> None:
 
 def _ingest(con: duckdb.DuckDBPyConnection, path: Path, size: int, started: float, executor: Executor, workers: int,
             threads: int, *, mapping: FieldMapping | None, format_name: str, batch_lines: int, max_line_bytes: int,
-            progress: ProgressFn | None) -> FileReport:
+            progress: ProgressFn | None, segments: bool) -> FileReport:
     file_hash = content_hash(path)
     mapping = mapping or mapping_beside(path)
     fmt = detect_format(path, mapping) if format_name == "auto" or mapping else format_name
-    workdir = _workdir(_database_path(con))
+    workdir = _workdir(database_path(con))
     spec = BlockSpec(format=fmt, native_bytes=fmt == "native" and container_of(path) == "jsonl",
                      mapping_path=str(mapping.source) if mapping else None, max_line_bytes=max_line_bytes,
-                     workdir=str(workdir))
+                     workdir=str(workdir), source_file=str(path), file_hash=file_hash, segments=segments)
 
     # Literals, not bound parameters: see `_commit_block`.
     digest, source = sql_literal(file_hash), sql_literal(str(path))
@@ -400,24 +338,19 @@ def _ingest(con: duckdb.DuckDBPyConnection, path: Path, size: int, started: floa
     return _report(con, path, file_hash, outcome, lines_done - skip, time.perf_counter() - started)
 
 
-def _database_path(con: duckdb.DuckDBPyConnection) -> Path | None:
-    path = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchall()
-    return Path(path[0][0]) if path and path[0][0] else None
-
-
 def _by_byte_ranges(path: Path) -> bool:
     """A plain file is cut by byte offsets, its lines read by the workers themselves."""
     return path.name.lower().endswith((".jsonl", ".ndjson", ".json"))
 
 
-def _blocks(path: Path, skip: int, block_lines: int) -> Iterator[Block]:
+def _blocks(path: Path, skip: int, block_lines: int, workers: int = 0) -> Iterator[Block]:
     # The first block is a quarter of the others and the second the rest of one: the pipeline fills, and
     # progress shows, sooner, and the two are committed together (see `_load_lines`) as one block's worth.
     # (Two halves start the first commit sooner, but the main process then waits longer for the third.)
     first = max(1, block_lines // 4)
     sizes = itertools.chain([first, max(1, block_lines - first)], itertools.repeat(block_lines))
     if _by_byte_ranges(path):
-        yield from _byte_range_blocks(path, skip, sizes)
+        yield from _byte_range_blocks(path, skip, sizes, shared_by=workers)
         return
     lines: list[bytes] = []
     first, size = skip + 1, next(sizes)
@@ -430,12 +363,18 @@ def _blocks(path: Path, skip: int, block_lines: int) -> Iterator[Block]:
         yield Block(first, lines)
 
 
-def _byte_range_blocks(path: Path, skip: int, sizes: Iterator[int], chunk: int = 8 << 20) -> Iterator[Block]:
+def _byte_range_blocks(path: Path, skip: int, sizes: Iterator[int], chunk: int = 8 << 20,
+                       shared_by: int = 0) -> Iterator[Block]:
     """Cut a plain file into blocks of whole lines (of the given numbers of lines) by byte offsets: the
-    workers read their own bytes, and this process only counts newlines, at memchr speed."""
+    workers read their own bytes, and this process only counts newlines, at memchr speed.
+
+    `shared_by` workers: blocks shrink toward the end of the file (to a share of the lines left, estimated
+    from the bytes left, down to an eighth of the size asked), so that the workers finish together instead
+    of one idling while another validates a whole last block (measured: 2 s of 16 for a 912 MB file)."""
     cuts: list[tuple[int, int]] = []  # (lines before, byte offset) where a block starts
     target, line, offset = skip, 0, 0
     with path.open("rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
         while data := handle.read(chunk):
             position, newlines = 0, data.count(b"\n")
             while line + newlines >= target:
@@ -447,7 +386,12 @@ def _byte_range_blocks(path: Path, skip: int, sizes: Iterator[int], chunk: int =
                 if len(cuts) == 2:
                     yield Block(cuts[0][0] + 1, path=str(path), start=cuts[0][1], end=cuts[1][1])
                     cuts.pop(0)
-                target += next(sizes)
+                wanted = next(sizes)
+                if shared_by and line:
+                    cut = offset + position
+                    lines_left = (size - cut) * line / cut
+                    wanted = min(wanted, max(wanted // 8, 1, math.ceil(lines_left / shared_by)))
+                target += wanted
             line += newlines
             offset += len(data)
     if target == 0:  # an empty file
@@ -546,7 +490,7 @@ def _load_lines(con: duckdb.DuckDBPyConnection, path: Path, file_hash: str, spec
             group.append(in_flight.popleft().result())
         return group
 
-    blocks = _blocks(path, skip, block_lines)
+    blocks = _blocks(path, skip, block_lines, workers)
     if not workers:
         ahead = 1  # inline, a block is validated when submitted
     elif _by_byte_ranges(path):
@@ -557,10 +501,10 @@ def _load_lines(con: duckdb.DuckDBPyConnection, path: Path, file_hash: str, spec
     else:
         ahead = workers
     for block in itertools.islice(blocks, workers):
-        in_flight.append(executor.submit(validate_block, block, spec))
+        in_flight.append(executor.submit(prepare_block, block, spec))
     record_start()
     for block in blocks:
-        in_flight.append(executor.submit(validate_block, block, spec))
+        in_flight.append(executor.submit(prepare_block, block, spec))
         if len(in_flight) > ahead:
             commit(oldest(), finished=False)
     while in_flight:
@@ -601,9 +545,10 @@ def ingest_paths(
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     progress: ProgressFn | None = None,
     workers: int | str = 0,
+    storage: str = "auto",
 ) -> list[FileReport]:
     return [
         ingest_file(con, path, mapping=mapping, format_name=format_name, batch_lines=batch_lines,
-                    max_line_bytes=max_line_bytes, progress=progress, workers=workers)
+                    max_line_bytes=max_line_bytes, progress=progress, workers=workers, storage=storage)
         for path in paths
     ]

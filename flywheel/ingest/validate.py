@@ -5,9 +5,9 @@ native events). Valid events are written as they are, to a newline-delimited JSO
 then reads in parallel, with what DuckDB needs besides put in front of each object's fields: its line
 number, its UTC timestamp in microseconds and, for feedback, its key (`META_FIELDS`). The contracts forbid
 unknown fields, so these names can never clash with an event's own. Each event's line and key also go to a
-small file of their own, for the check against keys already stored; invalid lines go to a quarantine file
-with their reason and exact bytes. This module stays light (no DuckDB, no Arrow) so that worker processes
-start fast.
+small file of their own, for the check against keys already stored (unless the events become Parquet segments,
+which hold both); invalid lines go to a quarantine file
+with their reason and exact bytes. DuckDB makes the raw layer's rows of these files (`rows.py`).
 """
 
 from __future__ import annotations
@@ -54,6 +54,9 @@ class BlockSpec:
     mapping_path: str | None
     max_line_bytes: int
     workdir: str
+    source_file: str = ""
+    file_hash: str = ""
+    segments: bool = False  # write the events as Parquet segments (see `rows.prepare_block`)
 
 
 @dataclass
@@ -120,8 +123,10 @@ class BlockResult:
     first_line: int
     last_line: int
     outputs: dict[str, str] = field(default_factory=dict)  # kind (interaction, feedback) -> JSONL path
-    keys: dict[str, str] = field(default_factory=dict)  # kind -> JSONL path of each event's line (l) and key (k)
+    # kind -> JSONL path of each event's line (l) and key (k); none when the events become segments
+    keys: dict[str, str] = field(default_factory=dict)
     rows: dict[str, int] = field(default_factory=dict)  # kind -> events written
+    segments: dict[str, str] = field(default_factory=dict)  # kind -> Parquet path, once `outputs` are converted
     quarantine_path: str | None = None
     quarantined: int = 0
     widest_quarantine_row: int = 0  # bytes: DuckDB must be told to read JSON objects this large
@@ -198,6 +203,8 @@ def _validate_block(block: Block, spec: BlockSpec) -> BlockResult:
         # the shortest way. It is the hot path of ingestion: measure any change (bench/bench_ingest.py).
         decode, max_bytes, line_no = EVENT_DECODER.decode, spec.max_line_bytes, block.first_line - 1
         interactions = interaction_keys = None
+        # A segment holds its events' lines and keys: the check against stored keys reads them from it.
+        key_files = not spec.segments
         n_interactions = 0
         for line_no, line in enumerate(block.read(), start=block.first_line):
             event = None
@@ -208,9 +215,11 @@ def _validate_block(block: Block, spec: BlockSpec) -> BlockResult:
                     event = None  # told apart below: blank, or quarantined with its reason
                 if type(event) is InteractionEvent and line[0] == 123:
                     if interactions is None:
-                        interactions, interaction_keys = writer("interaction").write, writer("interaction-keys").write
+                        interactions = writer("interaction").write
+                        interaction_keys = writer("interaction-keys").write if key_files else None
                     interactions(_INTERACTION_LINE % (line_no, (event.timestamp - _EPOCH) // _MICROSECOND, line[1:]))
-                    interaction_keys(_KEY_LINE % (line_no, orjson.dumps(event.request_id)))
+                    if interaction_keys:
+                        interaction_keys(_KEY_LINE % (line_no, orjson.dumps(event.request_id)))
                     n_interactions += 1
                     continue
             if event is not None:
@@ -239,8 +248,9 @@ def _validate_block(block: Block, spec: BlockSpec) -> BlockResult:
                     kind, key = "feedback", orjson.dumps(event.stable_id)
                     stored = _FEEDBACK_LINE % (line_no, micros, key, body)
                 (writers.get(kind) or writer(kind)).write(stored)
-                keys = _KEY_FILE[kind]
-                (writers.get(keys) or writer(keys)).write(_KEY_LINE % (line_no, key))
+                if key_files:
+                    keys = _KEY_FILE[kind]
+                    (writers.get(keys) or writer(keys)).write(_KEY_LINE % (line_no, key))
                 result.rows[kind] += 1
         if n_interactions:
             result.rows["interaction"] += n_interactions
