@@ -2,11 +2,11 @@
 
 A file is known by the hash of its content. Its lines are cut into blocks; blocks are validated in parallel
 (worker processes for large files, see `validate.py`) and committed strictly in order, one or a few
-consecutive blocks per DuckDB transaction with their rows, their quarantined lines and the ledger's progress.
+consecutive blocks per DuckDB transaction with their rows (or, for a large file, the Parquet segments the
+workers wrote of them, see `flywheel.warehouse`), their quarantined lines and the ledger's progress.
 A crash at any point leaves whole blocks or none of them, and the next run resumes after the last committed
-line. Rows are keyed
-by `request_id` (interactions) and `feedback_id` (feedback): a renamed copy, a re-run or an overlapping
-export adds nothing twice.
+line. Rows are keyed by `request_id` (interactions) and `feedback_id` (feedback): a renamed copy, a re-run or
+an overlapping export adds nothing twice.
 """
 
 from __future__ import annotations
