@@ -169,6 +169,7 @@ def prepare_block(block: Block, spec: BlockSpec) -> BlockResult:
 def write_segments(result: BlockResult, spec: BlockSpec) -> None:
     """Turn the block's event files into Parquet segments (`result.segments`), one per kind with events."""
     con = _connection()
+    con.execute(f"SET temp_directory = {sql_literal(spec.workdir)}")  # should it spill: the run's own folder
     for kind, path in list(result.outputs.items()):
         while result.rows[kind]:
             target = path.removesuffix(".jsonl") + ".parquet"
