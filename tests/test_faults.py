@@ -57,6 +57,12 @@ def test_kill_9_at_random_points_then_rerun_loses_and_duplicates_nothing(tmp_pat
                                        + lines_blank FROM raw.ingest_ledger""").fetchall()
     lines = sum(1 for _ in source.open("rb"))
     assert ledger == [("done", lines, lines)]
+    # A file this large (over 64 MiB) is stored as Parquet segments: none of those the kills left half-done remains.
+    with warehouse.session(home / "warehouse.duckdb", read_only=True) as con:
+        registered = {path for (path,) in con.execute("SELECT path FROM raw.segments").fetchall()}
+    on_disk = {file.relative_to(home / "warehouse.raw").as_posix()
+               for file in (home / "warehouse.raw").rglob("*.parquet")}
+    assert registered and on_disk == registered
 
 
 def test_two_writers_at_once_wait_for_each_other_instead_of_failing(tmp_path):
