@@ -313,7 +313,7 @@ def _ingest(con: duckdb.DuckDBPyConnection, path: Path, size: int, started: floa
                      mapping_path=str(mapping.source) if mapping else None, max_line_bytes=max_line_bytes,
                      workdir=str(workdir), source_file=str(path), file_hash=file_hash, segments=segments)
 
-    # Literals, not bound parameters: see `_commit_block`.
+    # Literals, not bound parameters: see `_commit_blocks`.
     digest, source = sql_literal(file_hash), sql_literal(str(path))
     ledger = con.execute(
         f"SELECT status, lines_done, first_path FROM raw.ingest_ledger WHERE file_hash = {digest}"
