@@ -43,6 +43,7 @@ def test_ingest_job_materializes_raw_assets_with_counts_in_metadata(home, instan
     assert materializations["raw/feedback"]["rows_total"].value == counts["feedback"]
     assert materializations["raw/quarantine"]["rows_new"].value == counts["malformed"]
     assert interactions["all_files_reconcile"].value is True
+    assert interactions["parquet_segments"].value == 0  # a small file's events are rows in the DuckDB file
     assert "sim.jsonl" in interactions["files"].value and "| request_id |" in interactions["preview"].value
 
     again = _materialize(instance)  # a re-run adds nothing

@@ -27,9 +27,10 @@ class IngestConfig(dg.Config):
 
 @dg.multi_asset(
     specs=[
-        dg.AssetSpec(["raw", "interactions"], deps=[LANDING], group_name="raw", kinds={"duckdb"},
-                     description="Every interaction event once, keyed by request_id, with event_date as its day."),
-        dg.AssetSpec(["raw", "feedback"], deps=[LANDING], group_name="raw", kinds={"duckdb"},
+        dg.AssetSpec(["raw", "interactions"], deps=[LANDING], group_name="raw", kinds={"duckdb", "parquet"},
+                     description="Every interaction event once, keyed by request_id, with event_date as its day "
+                                 "(a view: small files' rows in DuckDB, large files' Parquet segments)."),
+        dg.AssetSpec(["raw", "feedback"], deps=[LANDING], group_name="raw", kinds={"duckdb", "parquet"},
                      description="Feedback events keyed by feedback_id; may precede their interaction."),
         dg.AssetSpec(["raw", "quarantine"], deps=[LANDING], group_name="raw", kinds={"duckdb"},
                      description="Lines that failed parsing or the contract: file, line, reason, raw text."),
@@ -60,6 +61,7 @@ def raw_events(context: dg.AssetExecutionContext, config: IngestConfig, warehous
                                  FROM raw.interactions ORDER BY ingested_at DESC, source_line LIMIT 5""").fetchall()
         quarantine_preview = con.execute("""SELECT source_file, line_no, reason FROM raw.quarantine
                                             ORDER BY quarantined_at DESC, line_no LIMIT 10""").fetchall()
+        segments = dict(con.execute("SELECT table_name, count(*) FROM raw.segments GROUP BY 1").fetchall())
         new_files = [r.file_hash for r in done if r.outcome in ("ingested", "resumed")]
         for table in ("interactions", "feedback"):
             new[table] = con.execute(
@@ -82,6 +84,7 @@ def raw_events(context: dg.AssetExecutionContext, config: IngestConfig, warehous
     yield dg.MaterializeResult(
         asset_key=["raw", "interactions"],
         metadata={**common, "rows_total": counts["interactions"], "rows_new": new["interactions"],
+                  "parquet_segments": segments.get("interactions", 0),
                   "days_touched": dg.MetadataValue.json(days_touched),
                   "rows_per_day": dg.MetadataValue.md(reports.markdown_table(("event_date", "rows"),
                                                                               per_day["interactions"])),
@@ -92,6 +95,7 @@ def raw_events(context: dg.AssetExecutionContext, config: IngestConfig, warehous
     yield dg.MaterializeResult(
         asset_key=["raw", "feedback"],
         metadata={**common, "rows_total": counts["feedback"], "rows_new": new["feedback"],
+                  "parquet_segments": segments.get("feedback", 0),
                   "rows_per_day": dg.MetadataValue.md(reports.markdown_table(("event_date", "rows"),
                                                                               per_day["feedback"]))},
     )
