@@ -91,7 +91,7 @@ class FileReport:
         return accounted == self.lines_read
 
 
-_KEYS = {"interaction": ("raw.interactions", "request_id"), "feedback": ("raw.feedback", "feedback_id")}
+_KEY_COLUMN = {"interaction": "request_id", "feedback": "feedback_id"}
 _DUCKDB_ROW_GROUP_ROWS = 122_880
 
 
@@ -117,7 +117,7 @@ def _commit_blocks(con: duckdb.DuckDBPyConnection, results: list[BlockResult], s
             segments.setdefault(kind, []).append(path)
     # Each event's line (l) and key (k): from the small key files, or from the segments, which hold both.
     keyed = {kind: f"SELECT l, k FROM {read_block(paths, KEY_COLUMNS)}" for kind, paths in keys.items()} | {
-        kind: f"""SELECT source_line AS l, {_KEYS[kind][1]} AS k
+        kind: f"""SELECT source_line AS l, {_KEY_COLUMN[kind]} AS k
                   FROM read_parquet([{", ".join(map(sql_literal, paths))}])"""
         for kind, paths in segments.items()
     }
@@ -126,9 +126,9 @@ def _commit_blocks(con: duckdb.DuckDBPyConnection, results: list[BlockResult], s
         # Which events are new, decided on the keys alone: the first line of each key not yet stored.
         fresh_rows = [
             f"""SELECT '{kind}' AS kind, min(l) AS line_no FROM ({events}) m
-                WHERE NOT EXISTS (SELECT 1 FROM {table} r WHERE r.{column} = m.k) GROUP BY m.k"""
+                WHERE NOT EXISTS (SELECT 1 FROM raw.{TABLES[kind]} r WHERE r.{_KEY_COLUMN[kind]} = m.k)
+                GROUP BY m.k"""
             for kind, events in keyed.items()
-            for table, column in [_KEYS[kind]]
         ] or ["SELECT NULL::VARCHAR AS kind, NULL::BIGINT AS line_no WHERE false"]
         con.execute("CREATE OR REPLACE TEMP TABLE block_fresh AS " + " UNION ALL ".join(fresh_rows))
         fresh = dict(con.execute("SELECT kind, count(*) FROM block_fresh GROUP BY kind").fetchall())
@@ -486,7 +486,7 @@ def _load_lines(con: duckdb.DuckDBPyConnection, path: Path, file_hash: str, spec
         # and is written again at the checkpoint (measured: a second for the small first block, with
         # vacuuming): such a block is committed with the next.
         group = [in_flight.popleft().result()]
-        while in_flight and max(sum(r.rows.get(kind, 0) for r in group) for kind in _KEYS) < _DUCKDB_ROW_GROUP_ROWS:
+        while in_flight and max(sum(r.rows.get(kind, 0) for r in group) for kind in TABLES) < _DUCKDB_ROW_GROUP_ROWS:
             group.append(in_flight.popleft().result())
         return group
 
