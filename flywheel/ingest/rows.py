@@ -171,9 +171,9 @@ def write_segments(result: BlockResult, spec: BlockSpec) -> None:
     con = _connection()
     con.execute(f"SET temp_directory = {sql_literal(spec.workdir)}")  # should it spill: the run's own folder
     for kind, path in list(result.outputs.items()):
-        while result.rows[kind]:
-            target = path.removesuffix(".jsonl") + ".parquet"
-            rows = event_rows(kind, [path], spec.source_file, spec.file_hash, spec.max_line_bytes)
+        target = path.removesuffix(".jsonl") + ".parquet"
+        rows = event_rows(kind, [path], spec.source_file, spec.file_hash, spec.max_line_bytes)
+        while result.rows[kind]:  # again without any lines DuckDB refused, while any are left
             try:
                 con.execute(f"COPY ({rows}) TO {sql_literal(target)} ({SEGMENT_FORMAT})")
             except duckdb.InvalidInputException as error:

@@ -5,9 +5,9 @@ native events). Valid events are written as they are, to a newline-delimited JSO
 then reads in parallel, with what DuckDB needs besides put in front of each object's fields: its line
 number, its UTC timestamp in microseconds and, for feedback, its key (`META_FIELDS`). The contracts forbid
 unknown fields, so these names can never clash with an event's own. Each event's line and key also go to a
-small file of their own, for the check against keys already stored (unless the events become Parquet segments,
-which hold both); invalid lines go to a quarantine file
-with their reason and exact bytes. DuckDB makes the raw layer's rows of these files (`rows.py`).
+small file of their own, for the check against keys already stored (unless the events become Parquet
+segments, which hold both); invalid lines go to a quarantine file with their reason and exact bytes. DuckDB
+makes the raw layer's rows of these files (`rows.py`).
 """
 
 from __future__ import annotations
