@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -127,11 +127,14 @@ def run(
     where = Home.from_env(home).ensure()
     if rows:
         simulate(rows=rows, days=7, seed=None, malformed_rate=0.005, out=None, home=where.root)
-    console.print("running the flywheel in Dagster: ingest, then the SQL models of each day touched …")
+    console.print("running the flywheel in Dagster: ingest, then every day that needs building …")
     result = run_main_job(where, on_run=console.print, labeling=labeling)
     if not result.success:
         console.print("[red]a Dagster run failed[/]; `flywheel dagster` shows its logs")
         raise typer.Exit(1)
+    if not where.warehouse.exists():
+        console.print(f"nothing ingested yet: put log files in {where.landing} or run `flywheel ingest FILES`")
+        return
     with warehouse.session(where.warehouse, read_only=True, on_wait=console.print) as con:
         counts = reports.raw_counts(con)
         table = Table(title=f"intermediate.int_interactions in {where.warehouse}")
@@ -167,6 +170,44 @@ def _print_labeling(where: Home) -> None:
     if state and credentials:
         console.print(f"label at {state.url} as {credentials.username} (password in {server.credentials_file}); "
                       "stop it with `flywheel argilla down`")
+
+
+def _day(value: str, option: str) -> date:
+    try:
+        return date.fromisoformat(value.strip())
+    except ValueError as error:
+        console.print(f"[red]error:[/] {option} {value!r}: not a date (YYYY-MM-DD)")
+        raise typer.Exit(2) from error
+
+
+@app.command()
+def build(
+    days: Annotated[str | None, typer.Option(help="Only these days, comma-separated (YYYY-MM-DD,...), rebuilt "
+                                                  "whether they need it or not.")] = None,
+    since: Annotated[str | None, typer.Option(help="Only days on or after this one (YYYY-MM-DD).")] = None,
+    until: Annotated[str | None, typer.Option(help="Only days on or before this one (YYYY-MM-DD).")] = None,
+    all_days: Annotated[bool, typer.Option("--all", help="Rebuild every day (within --since/--until), not only "
+                                                         "those whose data changed.")] = False,
+    home: HomeOption = None,
+) -> None:
+    """Build the models (staging, quality checks, near-duplicates, intermediate) for every day whose data is new
+    or changed, however it was ingested; a range of days is one Dagster run, visible in `flywheel dagster`."""
+    from pipelines.launch import build as build_days
+
+    only = [_day(d, "--days") for d in days.split(",") if d.strip()] if days else None
+    first = _day(since, "--since") if since else None
+    last = _day(until, "--until") if until else None
+    where = Home.from_env(home).ensure()
+    result = build_days(where, only=only, since=first, until=last, everything=all_days or only is not None,
+                        say=console.print)
+    if not result.success:
+        console.print("[red]the build failed[/]; `flywheel dagster` shows its logs")
+        raise typer.Exit(1)
+    if result.days_with_data == 0:
+        console.print(f"no data yet: put log files in {where.landing} or run `flywheel ingest FILES`")
+    elif result.runs:
+        console.print(f"built {result.days_built} of {result.days_with_data} day(s) with data "
+                      f"in {len(result.runs)} Dagster run(s)")
 
 
 @app.command()

@@ -6,17 +6,15 @@ is what makes this fast enough for millions of prompts. LSH splits a signature i
 (chosen for the threshold, as datasketch does); texts sharing a band's bucket are candidates, and a
 candidate pair is a match when its estimated Jaccard similarity reaches the threshold.
 
-Across days: each day's signatures and bucket keys are stored in the warehouse (`dedup.*`); a new day is
-matched against all earlier days through the stored buckets, without recomputing them. A cluster's id is
-the request_id of its earliest member, so it stays stable as the cluster grows; when a day links two
-earlier clusters, the later-founded one is merged into the earlier.
+Across days: clusters are recomputed from every day in staging at once (`build_clusters`), one sketch per
+distinct normalized prompt, so the result depends on the data and not on which days were built in which
+order, and nothing but the clusters is stored. A cluster's id is the request_id of its earliest member, so it
+stays stable as the cluster grows; when new data links two clusters, the merged one takes the older id.
 """
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
-from datetime import date
 from functools import cache
 
 import duckdb
@@ -318,169 +316,61 @@ def cluster(ids: list[str], signatures: np.ndarray, hasher: MinHasher,
     return {i: groups.find(i) for i in ids}
 
 
-LOOKUP_SLICE = 2_000
-
 DEDUP_DDL = """
 CREATE SCHEMA IF NOT EXISTS dedup;
-CREATE TABLE IF NOT EXISTS dedup.signatures (request_id VARCHAR, event_date DATE, signature UINTEGER[],
-                                             shingles UBIGINT[]);  -- the exact set, for short texts only
--- One member per (band, bucket, cluster): enough to find a cluster from a new text, and it keeps the index
--- (and the join a new day makes against it) from growing with every exact repeat.
-CREATE TABLE IF NOT EXISTS dedup.lsh_index (band USMALLINT, bucket UBIGINT, cluster_id VARCHAR, request_id VARCHAR,
-                                            event_date DATE);
--- cluster_id: the request_id of the cluster's earliest member; every later stage (sampling, splits) uses it.
-CREATE TABLE IF NOT EXISTS dedup.clusters (request_id VARCHAR, event_date DATE, cluster_id VARCHAR);
--- What the stored signatures and buckets were computed with: a new day is only comparable with the same.
-CREATE TABLE IF NOT EXISTS dedup.settings (fingerprint VARCHAR NOT NULL);
+-- Tables of the day-by-day matching this replaced: signatures and buckets are recomputed, not stored.
+DROP TABLE IF EXISTS dedup.signatures;
+DROP TABLE IF EXISTS dedup.lsh_index;
+DROP TABLE IF EXISTS dedup.settings;
 """
-# Bump when the hashing of words or shingles changes: stored signatures then need a rebuild.
-SIGNATURE_SCHEME = 2
-
-
-class DedupSettingsError(RuntimeError):
-    """Stored signatures were computed with other settings; matching new days against them would be wrong."""
-
-
-def _check_settings(con: duckdb.DuckDBPyConnection, hasher: MinHasher) -> None:
-    config = hasher.config
-    fingerprint = (f"scheme={SIGNATURE_SCHEME} shingle_words={config.shingle_words} num_perm={config.num_perm} "
-                   f"seed={config.seed} bands={config.bands}")
-    stored = [r[0] for r in con.execute("SELECT fingerprint FROM dedup.settings").fetchall()]
-    if stored == [fingerprint]:
-        return
-    if not stored and not con.execute("SELECT count(*) FROM dedup.signatures").fetchone()[0]:
-        con.execute("INSERT INTO dedup.settings VALUES (?)", [fingerprint])
-        return
-    raise DedupSettingsError(
-        f"dedup signatures in this warehouse were computed with {stored[0] if stored else 'scheme=1'}, but this "
-        f"run uses {fingerprint}; to rebuild: DROP SCHEMA dedup CASCADE, then re-materialize dedup/clusters for "
-        "every day from the first (a Dagster backfill)")
 
 
 @dataclass(frozen=True)
-class DayResult:
-    texts: int
-    matched_earlier: int
-    new_clusters: int
-    merged_clusters: int
+class ClusterResult:
+    interactions: int
+    distinct_prompts: int
+    clusters: int
+    multi_member_clusters: int
 
 
-def dedup_day(con: duckdb.DuckDBPyConnection, day: date, hasher: MinHasher) -> DayResult:
-    """Assign a cluster_id to each interaction of `day`, matching it against this day and every stored day."""
+def build_clusters(con: duckdb.DuckDBPyConnection, hasher: MinHasher) -> ClusterResult:
+    """Give every interaction in staging its near-duplicate cluster, from all days at once.
+
+    The result is a function of the interactions alone, never of the order days were built in: prompts that
+    normalize alike (same `prompt_hash`) are one text, sketched once, in `prompt_hash` order; clusters are the
+    connected components of matching texts; a cluster's id is the request_id of its earliest member (by ts,
+    then request_id), so it stays stable as later days join it. An interaction with no prompt text is a
+    cluster of its own. `dedup.clusters` is replaced whole in one transaction.
+    """
     con.execute(DEDUP_DDL)
-    _check_settings(con, hasher)
-    rows = con.execute("""SELECT request_id, prompt_text FROM staging.stg_interactions
-                          WHERE event_date = ? ORDER BY ts, request_id""", [day]).fetchall()
-    ids = [r[0] for r in rows]
-    if rows:
-        signatures, sets = hasher.sketch([r[1] for r in rows], workers=SKETCH_THREADS)
+    prompts = con.execute("""
+        SELECT prompt_hash, min(prompt_text) AS prompt_text FROM staging.stg_interactions
+        WHERE trim(coalesce(prompt_text, '')) <> '' GROUP BY 1 ORDER BY 1""").fetch_arrow_table()
+    hashes = prompts["prompt_hash"].to_pylist()
+    if hashes:
+        signatures, sets = hasher.sketch(prompts["prompt_text"].to_pylist(), workers=SKETCH_THREADS)
+        components = cluster(hashes, signatures, hasher, sets)
+        del signatures, sets
     else:
-        signatures, sets = np.empty((0, hasher.config.num_perm), np.uint32), []
-    # Sets are stored for short texts only (a prompt's handful of shingles); longer ones compare by signature.
-    small = [s if len(s) <= hasher.config.num_perm else None for s in sets]
-    keys = hasher.band_keys(signatures)
-    groups = _UnionFind()
-    local = cluster(ids, signatures, hasher, sets) if rows else {}
-    for request_id, root in local.items():
-        groups.union(request_id, root)
-
+        components = {}
+    con.register("prompt_components", pa.table({"prompt_hash": pa.array(list(components), pa.string()),
+                                                "component": pa.array(list(components.values()), pa.string())}))
     try:
         with transaction(con):
-            for table in ("signatures", "lsh_index", "clusters"):
-                con.execute(f"DELETE FROM dedup.{table} WHERE event_date = ?", [day])
-            # Texts with identical signatures have identical buckets and matches: look up one of each.
-            distinct = (np.unique(signatures.astype(np.uint64) @ hasher.signature_mult, return_index=True)[1]
-                        if rows else np.empty(0, dtype=np.int64))
-            bands = keys.shape[1] if rows else 0
-            con.register("day_keys", pa.table({
-                "band": pa.array(np.tile(np.arange(bands, dtype=np.uint16), len(distinct))),
-                "bucket": pa.array(keys[distinct].reshape(-1)),
-                "request_id": pa.array(np.repeat(np.array(ids, dtype=object)[distinct], bands), pa.string()),
-            }))
-            position = {request_id: n for n, request_id in enumerate(ids)}
-            matched_earlier, earlier_clusters = set(), set()
-            # Look earlier days up a slice of texts at a time: the candidate rows (text x cluster, with a signature
-            # each) grow with the history, and a slice keeps their memory bounded.
-            for start in range(0, len(distinct), LOOKUP_SLICE):
-                part = distinct[start:start + LOOKUP_SLICE]
-                con.register("slice_keys", pa.table({
-                    "band": pa.array(np.tile(np.arange(bands, dtype=np.uint16), len(part))),
-                    "bucket": pa.array(keys[part].reshape(-1)),
-                    "request_id": pa.array(np.repeat(np.array(ids, dtype=object)[part], bands), pa.string()),
-                }))
-                earlier = con.execute("""
-                    WITH hits AS (  -- one earlier member per (text, cluster) is enough to decide
-                        SELECT d.request_id AS mine, i.cluster_id, min(i.request_id) AS member
-                        FROM slice_keys d JOIN dedup.lsh_index i USING (band, bucket)
-                        GROUP BY d.request_id, i.cluster_id
-                    )
-                    SELECT h.mine, h.cluster_id, s.signature, s.shingles
-                    FROM hits h JOIN dedup.signatures s ON s.request_id = h.member
-                """).fetch_arrow_table()
-                con.unregister("slice_keys")
-                if not earlier.num_rows:
-                    continue
-                mine_ids, cluster_ids = earlier["mine"].to_pylist(), earlier["cluster_id"].to_pylist()
-                theirs = earlier["signature"].combine_chunks().flatten().to_numpy().reshape(earlier.num_rows, -1)
-                mine_rows = [position[m] for m in mine_ids]
-                their_sets = _list_column(earlier["shingles"])
-                scores = pair_similarity(signatures[mine_rows], theirs, [small[i] for i in mine_rows], their_sets,
-                                         hasher.config.threshold)
-                for mine, cluster_id, sim in zip(mine_ids, cluster_ids, scores, strict=True):
-                    if sim >= hasher.config.threshold:
-                        groups.union(mine, cluster_id)
-                        matched_earlier.add(mine)
-                        earlier_clusters.add(cluster_id)
-                del earlier, theirs
-            # Each component is named after its earliest cluster (earlier days first, then this day's order).
-            component_name: dict[str, str] = {}
-            for cluster_id in sorted(earlier_clusters, key=_founding_order(con)):
-                component_name.setdefault(groups.find(cluster_id), cluster_id)
-            for request_id in ids:
-                component_name.setdefault(groups.find(request_id), request_id)
-            merged = {c: component_name[groups.find(c)] for c in earlier_clusters
-                      if component_name[groups.find(c)] != c}
-            if merged:
-                con.register("merged_clusters", pa.table({"old": pa.array(list(merged), pa.string()),
-                                                          "new": pa.array(list(merged.values()), pa.string())}))
-                for table in ("clusters", "lsh_index"):
-                    con.execute(f"UPDATE dedup.{table} t SET cluster_id = m.new FROM merged_clusters m "
-                                "WHERE t.cluster_id = m.old")
-            con.register("day_rows", pa.table({
-                "request_id": pa.array(ids, pa.string()),
-                "signature": pa.array(list(signatures), pa.list_(pa.uint32())),
-                "shingles": pa.array([None if x is None else x for x in small], pa.list_(pa.uint64())),
-                "cluster_id": pa.array([component_name[groups.find(i)] for i in ids], pa.string()),
-            }))
-            con.execute("INSERT INTO dedup.signatures SELECT request_id, ?, signature, shingles FROM day_rows", [day])
-            con.execute("INSERT INTO dedup.clusters SELECT request_id, ?, cluster_id FROM day_rows", [day])
             con.execute("""
-                INSERT INTO dedup.lsh_index
-                SELECT k.band, k.bucket, r.cluster_id, min(k.request_id), ?
-                FROM day_keys k JOIN day_rows r USING (request_id)
-                WHERE NOT EXISTS (SELECT 1 FROM dedup.lsh_index i
-                                  WHERE i.band = k.band AND i.bucket = k.bucket AND i.cluster_id = r.cluster_id)
-                GROUP BY k.band, k.bucket, r.cluster_id
-            """, [day])
+                CREATE OR REPLACE TABLE dedup.clusters AS
+                WITH members AS (
+                    SELECT s.request_id, s.event_date, s.ts,
+                           coalesce('prompt:' || p.component, 'request:' || s.request_id) AS component
+                    FROM staging.stg_interactions s LEFT JOIN prompt_components p USING (prompt_hash)
+                )
+                SELECT request_id, event_date,
+                       first(request_id ORDER BY ts, request_id) OVER (PARTITION BY component) AS cluster_id
+                FROM members
+                ORDER BY event_date, request_id""")
     finally:
-        for view in ("day_keys", "day_rows", "slice_keys", "merged_clusters"):
-            with contextlib.suppress(duckdb.Error):
-                con.unregister(view)
-    new_clusters = sum(1 for i in ids if component_name[groups.find(i)] == i)
-    return DayResult(len(ids), len(matched_earlier), new_clusters, len(merged))
-
-
-def _list_column(column: pa.ChunkedArray) -> list[np.ndarray | None]:
-    """A list<uint64> column as numpy views of its values, one per row (None for nulls), without Python ints."""
-    out: list[np.ndarray | None] = []
-    for chunk in column.chunks:
-        values = chunk.values.to_numpy(zero_copy_only=False)
-        offsets = chunk.offsets.to_numpy()
-        valid = chunk.is_valid().to_numpy(zero_copy_only=False)
-        out.extend(values[offsets[i]:offsets[i + 1]] if valid[i] else None for i in range(len(chunk)))
-    return out
-
-
-def _founding_order(con: duckdb.DuckDBPyConnection):
-    founded = dict(con.execute("""SELECT cluster_id, min(event_date) FROM dedup.clusters GROUP BY 1""").fetchall())
-    return lambda cluster_id: (founded.get(cluster_id, date.max), cluster_id)
+        con.unregister("prompt_components")
+    interactions, clusters, multi = con.execute("""
+        SELECT sum(n), count(*), count(*) FILTER (WHERE n > 1)
+        FROM (SELECT cluster_id, count(*) AS n FROM dedup.clusters GROUP BY 1)""").fetchall()[0]
+    return ClusterResult(int(interactions or 0), len(hashes), clusters, multi)

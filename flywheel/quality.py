@@ -17,12 +17,13 @@ from typing import Any
 
 import duckdb
 
+from flywheel.days import DayRange
 from flywheel.settings import SCHEMAS_DIR
 
 SUITES_DIR = SCHEMAS_DIR / "expectations"
 KNOWN_ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 FEEDBACK_GRACE = "24 hours"
-# Rows of the model to validate, with the derived columns the suites read. `$day` is the partition.
+# Rows of the model to validate, with the derived columns the suites read. `$first`..`$last`: the days built.
 FRAMES: dict[str, str] = {
     "staging.stg_interactions": f"""
         SELECT s.request_id, s.app_id, s.model, s.ts, s.latency_ms, s.tokens_in, s.tokens_out, s.cost_usd,
@@ -36,7 +37,7 @@ FRAMES: dict[str, str] = {
                s.ts > now() + INTERVAL 5 MINUTE AS in_future,
                p.model IS NOT NULL AS known_model
         FROM staging.stg_interactions s LEFT JOIN reference.model_prices p ON p.model = s.model
-        WHERE s.event_date = $day
+        WHERE s.event_date BETWEEN $first AND $last
     """,
     "staging.stg_feedback": f"""
         SELECT f.feedback_id, f.request_id, f.score,
@@ -120,11 +121,13 @@ def _plain(value: Any) -> Any:
     return value.isoformat() if hasattr(value, "isoformat") else value.item() if hasattr(value, "item") else value
 
 
-def check_relation(con: duckdb.DuckDBPyConnection, relation: str, day: date | None = None) -> SuiteOutcome:
-    """Validate a model's rows (one day of an incremental model) against its stored suite."""
+def check_relation(con: duckdb.DuckDBPyConnection, relation: str, days: DayRange | date | None = None
+                   ) -> SuiteOutcome:
+    """Validate a model's rows (the days built, for an incremental model) against its stored suite."""
     suite = json.loads(suite_path(relation).read_text())
     sql = FRAMES[relation]
-    params = {"day": day} if "$day" in sql else {}
+    days = DayRange.of(days) if days else None
+    params = {"first": days.first, "last": days.last} if days and "$first" in sql else {}
     frame = con.execute(sql, params).pl().to_pandas()
     key = frame.columns[0] if len(frame.columns) else None
     return validate_frame(frame, suite, key_column=key)

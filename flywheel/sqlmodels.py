@@ -9,8 +9,9 @@ configures it:
     -- partition_by: event_date       (incremental only: the DATE column of the daily partition)
     -- description: one line for the Dagster UI
 
-An incremental model reads its day with `getvariable('partition_date')`; materializing a day replaces that
-day's rows in one transaction, so re-running never duplicates them.
+An incremental model is built for a range of days at a time (one day, or a year in one backfill): it reads
+`event_date BETWEEN getvariable('first_day') AND getvariable('last_day')`, and materializing a range replaces
+exactly that range's rows in one transaction, so re-running never duplicates them.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import sqlglot
 from sqlglot import exp
 
 from flywheel import sqlfunctions
+from flywheel.days import DayRange, set_day_range
 from flywheel.settings import REPO_ROOT
 from flywheel.warehouse import transaction
 
@@ -126,11 +128,12 @@ class Materialization:
     relation: str
     rows_written: int
     rows_total: int
-    partition: date | None
+    days: DayRange | None
 
 
-def materialize(con: duckdb.DuckDBPyConnection, model: SqlModel, partition: date | None = None) -> Materialization:
-    """Build a model; for an incremental one, replace exactly the rows of `partition`."""
+def materialize(con: duckdb.DuckDBPyConnection, model: SqlModel, days: DayRange | date | None = None
+                ) -> Materialization:
+    """Build a model; for an incremental one, replace exactly the rows of the days in `days`."""
     sqlfunctions.register(con)
     con.execute(f"CREATE SCHEMA IF NOT EXISTS {model.layer}")
     if model.materialized == "view":
@@ -140,26 +143,26 @@ def materialize(con: duckdb.DuckDBPyConnection, model: SqlModel, partition: date
         con.execute(f"CREATE OR REPLACE TABLE {model.relation} AS {model.sql}")
         total = _count(con, model.relation)
         return Materialization(model.relation, total, total, None)
-    if partition is None:
-        raise ModelError(f"{model.path}: an incremental model is materialized one day at a time; give a partition")
+    if days is None:
+        raise ModelError(f"{model.path}: an incremental model is materialized for a range of days; give one")
+    days = DayRange.of(days)
+    inside = f"{model.partition_by} BETWEEN getvariable('first_day') AND getvariable('last_day')"
     with transaction(con):
-        con.execute(f"SET VARIABLE partition_date = DATE '{partition.isoformat()}'")
+        set_day_range(con, days)
         con.execute(f"CREATE TEMP TABLE model_day AS {model.sql}")
-        misplaced = con.execute(
-            f"SELECT count(*) FROM model_day WHERE {model.partition_by} IS DISTINCT FROM getvariable('partition_date')"
-        ).fetchall()[0][0]
+        misplaced = con.execute(f"SELECT count(*) FROM model_day WHERE ({inside}) IS NOT TRUE").fetchall()[0][0]
         if misplaced:
-            raise ModelError(f"{model.path}: {misplaced} rows fall outside partition {partition} "
-                             f"(filter on {model.partition_by} = getvariable('partition_date'))")
+            raise ModelError(f"{model.path}: {misplaced} rows fall outside partition {days} (filter on "
+                             f"{model.partition_by} BETWEEN getvariable('first_day') AND getvariable('last_day'))")
         exists = con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?",
                              [model.layer, model.name]).fetchall()[0][0]
         if not exists:
             con.execute(f"CREATE TABLE {model.relation} AS SELECT * FROM model_day LIMIT 0")
         _check_same_columns(con, model)
-        con.execute(f"DELETE FROM {model.relation} WHERE {model.partition_by} = getvariable('partition_date')")
+        con.execute(f"DELETE FROM {model.relation} WHERE {inside}")
         written = con.execute(f"INSERT INTO {model.relation} BY NAME SELECT * FROM model_day").fetchall()[0][0]
         con.execute("DROP TABLE model_day")
-    return Materialization(model.relation, written, _count(con, model.relation), partition)
+    return Materialization(model.relation, written, _count(con, model.relation), days)
 
 
 def _check_same_columns(con: duckdb.DuckDBPyConnection, model: SqlModel) -> None:

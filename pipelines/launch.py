@@ -1,4 +1,4 @@
-"""Starting Dagster for flywheel: the instance under FLYWHEEL_HOME, the main job, and the UI."""
+"""Starting Dagster for flywheel: the instance under FLYWHEEL_HOME, the build, the main job, and the UI."""
 
 from __future__ import annotations
 
@@ -8,11 +8,19 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import date
 
 import dagster as dg
+import psutil
 
+from flywheel import warehouse
+from flywheel.processes import alive
 from flywheel.settings import REPO_ROOT, Home
+
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+# Runs started by this process carry its identity, so a later command can tell a run whose process died.
+PROCESS_TAG = "flywheel/process"
 
 
 def prepare_instance(home: Home) -> dg.DagsterInstance:
@@ -24,53 +32,30 @@ def prepare_instance(home: Home) -> dg.DagsterInstance:
     return dg.DagsterInstance.get()
 
 
-@dataclass
-class MainJobResult:
-    runs: list[dg.ExecuteInProcessResult]
-    days: list[str]
-
-    @property
-    def success(self) -> bool:
-        return all(run.success for run in self.runs)
+def _process_identity(pid: int) -> str:
+    return f"{pid}:{psutil.Process(pid).create_time():.3f}"
 
 
-def run_main_job(home: Home, on_run: Callable[[str], None] | None = None, labeling: bool = True) -> MainJobResult:
-    """Ingest the landing folder, build the SQL models for every day the new data touched, then queue samples
-    in Argilla and pull labels (`labeling`): the same runs the sensors and schedules start in
-    `flywheel dagster`, executed here in-process and recorded in the instance."""
-    instance = prepare_instance(home)
-    from pipelines.definitions import defs  # after FLYWHEEL_HOME is set: resources read it
+def fail_abandoned_runs(instance: dg.DagsterInstance) -> list[str]:
+    """Mark failed the runs a flywheel command started whose process is gone (killed, crashed), and free the
+    concurrency slots they held: otherwise later runs wait for them forever. Returns their run ids."""
+    abandoned = []
+    for run in instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING,
+                                                         dg.DagsterRunStatus.NOT_STARTED])):
+        identity = run.tags.get(PROCESS_TAG)
+        if not identity:
+            continue  # started by the Dagster daemon or UI: its run monitoring looks after it
+        pid = int(identity.split(":")[0])
+        if alive(pid) and _process_identity(pid) == identity:
+            continue
+        instance.report_run_failed(run, f"the process that ran it ({identity.split(':')[0]}) is gone")
+        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+        abandoned.append(run.run_id)
+    return abandoned
 
-    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-    tags = {"flywheel/launched_by": "flywheel run"}
-    # raise_on_error=False: a failed run is reported (step and reason), not raised as a traceback.
-    ingest = defs.resolve_job_def("ingest_job").execute_in_process(instance=instance, run_config=quiet, tags=tags,
-                                                                   raise_on_error=False)
-    runs, days = [ingest], []
-    if not ingest.success and on_run:
-        on_run(f"ingest: {_outcome(ingest)} (run {ingest.run_id})")
-    if ingest.success:
-        for event in ingest.asset_materializations_for_node("raw_events"):
-            if event.asset_key == dg.AssetKey(["raw", "interactions"]):
-                days = list(event.metadata["days_touched"].value) if "days_touched" in event.metadata else []
-        if on_run:
-            on_run(f"ingest run {ingest.run_id} done; building {len(days)} day(s)")
-        models = defs.resolve_job_def("daily_models_job")
-        for day in days:
-            run = models.execute_in_process(instance=instance, run_config=quiet, tags=tags, partition_key=day,
-                                            raise_on_error=False)
-            runs.append(run)
-            if on_run:
-                on_run(f"day {day}: {_outcome(run)} (run {run.run_id})")
-            if not run.success:
-                break
-    if labeling and all(run.success for run in runs):
-        run = defs.resolve_job_def("labeling_job").execute_in_process(instance=instance, run_config=quiet, tags=tags,
-                                                                      raise_on_error=False)
-        runs.append(run)
-        if on_run:
-            on_run(f"labeling: {_outcome(run)} (run {run.run_id})")
-    return MainJobResult(runs, days)
+
+def _tags(extra: dict[str, str] | None = None) -> dict[str, str]:
+    return {"flywheel/launched_by": "flywheel", PROCESS_TAG: _process_identity(os.getpid()), **(extra or {})}
 
 
 def _outcome(run: dg.ExecuteInProcessResult) -> str:
@@ -80,6 +65,92 @@ def _outcome(run: dg.ExecuteInProcessResult) -> str:
     failures = [f"{event.step_key}: {event.step_failure_data.error.message.strip().splitlines()[0]}"
                 for event in run.get_step_failure_events() if event.step_failure_data.error]
     return "FAILED" + (" - " + "; ".join(failures) if failures else "")
+
+
+@dataclass
+class BuildResult:
+    runs: list[dg.ExecuteInProcessResult] = field(default_factory=list)
+    days_built: int = 0
+    days_with_data: int = 0
+
+    @property
+    def success(self) -> bool:
+        return all(run.success for run in self.runs)
+
+
+def build(home: Home, *, only: list[date] | None = None, since: date | None = None, until: date | None = None,
+          everything: bool = False, say: Callable[[str], None] | None = None,
+          instance: dg.DagsterInstance | None = None) -> BuildResult:
+    """Build whatever days need it (or the chosen ones), each range of days in one Dagster run, recorded in the
+    instance the UI and the sensors read."""
+    from pipelines.builds import plan_build, range_tags
+    from pipelines.definitions import defs
+    from pipelines.defs.sql_models.jobs import BUILD_ASSETS
+
+    instance = instance or prepare_instance(home)
+    say = say or (lambda message: None)
+    for run_id in fail_abandoned_runs(instance):
+        say(f"run {run_id} was left running by a process that is gone: marked failed, its slot freed")
+    if not home.warehouse.exists():
+        return BuildResult()
+    with warehouse.session(home.warehouse, on_wait=say) as con:
+        plan = plan_build(instance, con, BUILD_ASSETS, only=only, since=since, until=until, everything=everything)
+    result = BuildResult(days_with_data=len(plan.days_with_data))
+    job = defs.resolve_job_def("build_job")
+    if plan.empty:
+        say(f"all {len(plan.days_with_data)} day(s) with data are built from the latest data; nothing to build")
+        return result
+    for days in plan.ranges:
+        run = job.execute_in_process(instance=instance, run_config=QUIET, tags=_tags(range_tags(days)),
+                                     raise_on_error=False)
+        result.runs.append(run)
+        say(f"built {days}: {_outcome(run)} (run {run.run_id})")
+        if not run.success:
+            return result
+    if plan.other_assets:
+        run = job.execute_in_process(instance=instance, run_config=QUIET, tags=_tags(),
+                                     asset_selection=plan.other_assets, raise_on_error=False)
+        result.runs.append(run)
+        say(f"built {', '.join(k.to_user_string() for k in plan.other_assets)}: {_outcome(run)} (run {run.run_id})")
+    result.days_built = plan.days
+    return result
+
+
+@dataclass
+class MainJobResult:
+    runs: list[dg.ExecuteInProcessResult]
+    days_built: int
+
+    @property
+    def success(self) -> bool:
+        return all(run.success for run in self.runs)
+
+
+def run_main_job(home: Home, on_run: Callable[[str], None] | None = None, labeling: bool = True) -> MainJobResult:
+    """Ingest the landing folder, build every day that needs it (whichever way its data came in), then queue
+    samples in Argilla and pull labels (`labeling`): the runs the sensors and schedules start in
+    `flywheel dagster`, executed here in-process and recorded in the instance."""
+    instance = prepare_instance(home)
+    from pipelines.definitions import defs  # after FLYWHEEL_HOME is set: resources read it
+
+    say = on_run or (lambda message: None)
+    for run_id in fail_abandoned_runs(instance):
+        say(f"run {run_id} was left running by a process that is gone: marked failed, its slot freed")
+    # raise_on_error=False: a failed run is reported (step and reason), not raised as a traceback.
+    ingest = defs.resolve_job_def("ingest_job").execute_in_process(instance=instance, run_config=QUIET,
+                                                                   tags=_tags(), raise_on_error=False)
+    say(f"ingest: {_outcome(ingest)} (run {ingest.run_id})")
+    runs = [ingest]
+    built = BuildResult()
+    if ingest.success:
+        built = build(home, say=say, instance=instance)
+        runs += built.runs
+    if labeling and all(run.success for run in runs):
+        run = defs.resolve_job_def("labeling_job").execute_in_process(instance=instance, run_config=QUIET,
+                                                                      tags=_tags(), raise_on_error=False)
+        runs.append(run)
+        say(f"labeling: {_outcome(run)} (run {run.run_id})")
+    return MainJobResult(runs, built.days_built)
 
 
 def serve(home: Home, port: int) -> int:

@@ -30,7 +30,7 @@ def run_cli(*args: str, home: Path, check: bool = True, timeout: float = 300,
 
 def test_help_lists_every_command(tmp_path):
     out = run_cli("--help", home=tmp_path).stdout
-    for command in ("simulate", "ingest", "run", "sql", "dagster", "schemas", "argilla", "label"):
+    for command in ("simulate", "ingest", "build", "run", "sql", "dagster", "schemas", "argilla", "label"):
         assert command in out
     assert "--mapping" in run_cli("ingest", "--help", home=tmp_path).stdout
 
@@ -59,6 +59,23 @@ def test_main_job_simulates_ingests_queues_labeling_and_a_rerun_duplicates_nothi
     assert built == {"n": totals["n"], "d": totals["n"], "unpriced": 0}
     assert (home / "dagster" / "dagster.yaml").exists() and (home / "warehouse.duckdb").exists()
     assert not (home / "argilla").exists()  # a configured remote Argilla means no local server
+
+
+def test_logs_ingested_by_the_cli_are_built_whatever_their_date_and_nothing_is_built_twice(tmp_path):
+    home = tmp_path / "home"
+    path = write_lines(tmp_path / "in.jsonl", [interaction("old", timestamp="2019-05-01T10:00:00Z"),
+                                               interaction("new", timestamp="2026-11-30T10:00:00Z")])
+    run_cli("ingest", str(path), home=home)
+    done = run_cli("run", "--rows", "0", "--no-labeling", home=home)
+    assert "Traceback" not in done.stderr and "built 2019-05-01..2026-11-30: ok" in done.stderr
+    days = run_cli("sql", "SELECT event_date::VARCHAR AS d FROM intermediate.int_interactions ORDER BY 1", "-o",
+                   "csv", home=home).stdout
+    assert days.split() == ["d", "2019-05-01", "2026-11-30"]
+    assert "nothing to build" in run_cli("build", home=home).stderr
+    forced = run_cli("build", "--days", "2019-05-01", home=home).stderr
+    assert "built 1 of 2 day(s) with data in 1 Dagster run(s)" in forced
+    bad = run_cli("build", "--since", "yesterday", home=home, check=False)
+    assert bad.returncode == 2 and "--since 'yesterday': not a date (YYYY-MM-DD)" in bad.stderr
 
 
 def test_ingest_reports_bad_lines_with_file_line_and_reason(tmp_path):
@@ -115,9 +132,9 @@ def test_dagster_ui_serves_assets_sensor_and_schedule_on_localhost(tmp_path):
         repository = data["repositoriesOrError"]["nodes"][0]
         assert {"/".join(n["assetKey"]["path"]) for n in repository["assetNodes"]} >= {"raw/interactions",
                                                                                      "raw/quarantine"}
-        assert sorted(s["name"] for s in repository["sensors"]) == ["landing_sensor", "touched_days_sensor"]
+        assert sorted(s["name"] for s in repository["sensors"]) == ["build_sensor", "landing_sensor"]
         assert sorted(s["name"] for s in repository["schedules"]) == ["daily_ingest", "daily_labeling",
-                                                                      "daily_models", "pull_labels"]
+                                                                      "pull_labels"]
         import psutil
 
         listening = {c.laddr.ip for c in psutil.net_connections(kind="tcp")

@@ -1,13 +1,12 @@
-"""Near-duplicate clusters: found within a day, matched across days without recomputing them, stable ids."""
+"""Near-duplicate clusters: found across every day at once, stable ids, the same whatever order days were built in."""
 
 from __future__ import annotations
 
 from datetime import date
 
 import numpy as np
-import pytest
 
-from flywheel.dedup import DedupConfig, DedupSettingsError, MinHasher, cluster, dedup_day, jaccard
+from flywheel.dedup import DedupConfig, MinHasher, build_clusters, cluster, jaccard
 from flywheel.ingest import ingest_file
 from flywheel.reference import write_model_prices
 from flywheel.sqlmodels import load_models, materialize
@@ -69,60 +68,70 @@ def clusters(con) -> dict[str, str]:
 
 def test_a_new_day_joins_earlier_clusters_and_ids_stay_stable(con, tmp_path):
     hasher = MinHasher()
-    day1 = _stage(con, tmp_path, "2026-11-20",
-                  [ask("a1", "2026-11-20", BASE), ask("b1", "2026-11-20", "unrelated " * 9)])
-    dedup_day(con, day1, hasher)
-    stored = con.execute("SELECT request_id, signature FROM dedup.signatures ORDER BY 1").fetchall()
-    day2 = _stage(con, tmp_path, "2026-11-21",
-                  [ask("a2", "2026-11-21", variant(5)), ask("c2", "2026-11-21", "new " * 9)])
-    result = dedup_day(con, day2, hasher)
-    assert (result.texts, result.matched_earlier) == (2, 1)
+    _stage(con, tmp_path, "2026-11-20", [ask("a1", "2026-11-20", BASE), ask("b1", "2026-11-20", "unrelated " * 9)])
+    result = build_clusters(con, hasher)
+    assert (result.interactions, result.clusters) == (2, 2)
+    _stage(con, tmp_path, "2026-11-21", [ask("a2", "2026-11-21", variant(5)), ask("c2", "2026-11-21", "new " * 9)])
+    result = build_clusters(con, hasher)
+    assert (result.interactions, result.clusters, result.multi_member_clusters) == (4, 3, 1)
     assert clusters(con) == {"a1": "a1", "b1": "b1", "a2": "a1", "c2": "c2"}
-    # earlier days were matched through their stored signatures and buckets, not recomputed
-    assert con.execute("SELECT request_id, signature FROM dedup.signatures WHERE event_date = ? ORDER BY 1",
-                       [day1]).fetchall() == stored
 
 
 def test_a_day_that_links_two_earlier_clusters_merges_them_into_the_older(con, tmp_path):
     hasher = MinHasher(DedupConfig(threshold=0.5))  # head ~ BASE 0.56, tail ~ BASE 0.6, head ~ tail 0.16
     head, tail = BASE.split()[:18], BASE.split()[10:]
-    day1 = _stage(con, tmp_path, "2026-11-20", [ask("x1", "2026-11-20", " ".join(head))])
-    dedup_day(con, day1, hasher)
-    day2 = _stage(con, tmp_path, "2026-11-21", [ask("y2", "2026-11-21", " ".join(tail))])
-    dedup_day(con, day2, hasher)
+    _stage(con, tmp_path, "2026-11-20", [ask("x1", "2026-11-20", " ".join(head))])
+    _stage(con, tmp_path, "2026-11-21", [ask("y2", "2026-11-21", " ".join(tail))])
+    build_clusters(con, hasher)
     assert clusters(con) == {"x1": "x1", "y2": "y2"}
-    day3 = _stage(con, tmp_path, "2026-11-22", [ask("z3", "2026-11-22", BASE)])
-    result = dedup_day(con, day3, hasher)
-    assert result.merged_clusters == 1
-    assert set(clusters(con).values()) == {"x1"}
+    _stage(con, tmp_path, "2026-11-22", [ask("z3", "2026-11-22", BASE)])
+    build_clusters(con, hasher)
+    assert clusters(con) == {"x1": "x1", "y2": "x1", "z3": "x1"}
 
 
-def test_rerunning_a_day_changes_nothing(con, tmp_path):
+def test_rebuilding_changes_nothing_and_the_earliest_member_names_the_cluster(con, tmp_path):
     hasher = MinHasher()
-    day = _stage(con, tmp_path, "2026-11-20", [ask(f"r{i}", "2026-11-20", variant(i), i) for i in range(6)])
-    dedup_day(con, day, hasher)
+    _stage(con, tmp_path, "2026-11-20", [ask(f"r{i}", "2026-11-20", variant(i), i) for i in range(6)])
+    build_clusters(con, hasher)
     before = sorted(clusters(con).items())
-    dedup_day(con, day, hasher)
+    build_clusters(con, hasher)
     assert sorted(clusters(con).items()) == before
-    counts = con.execute("""SELECT (SELECT count(*) FROM dedup.signatures), (SELECT count(*) FROM dedup.clusters),
-                                   (SELECT count(*) - count(DISTINCT (band, bucket, cluster_id)) FROM dedup.lsh_index)
-                         """).fetchall()[0]
-    assert counts == (6, 6, 0)
-    assert len({c for _, c in before}) == 1 and before[0][1] == "r0"  # the earliest member names the cluster
+    assert {c for _, c in before} == {"r0"}
+
+
+def test_clusters_do_not_depend_on_the_order_days_were_staged_in(con, tmp_path, home):
+    from flywheel import warehouse
+
+    def text(d: int, i: int) -> str:
+        return variant(i + d) if i % 2 else f"topic {d} {i} " * 4
+
+    days = {f"2026-11-{20 + d}": [ask(f"d{d}-{i}", f"2026-11-{20 + d}", text(d, i), minute=i) for i in range(8)]
+            for d in range(4)}
+    hasher = MinHasher(DedupConfig(threshold=0.6))
+    results = []
+    for n, order in enumerate((sorted(days), sorted(days, reverse=True))):
+        connection = con if n == 0 else warehouse.connect(home.root / "other.duckdb")
+        warehouse.ensure_raw_layer(connection)
+        for day in order:
+            _stage(connection, tmp_path / str(n), day, days[day])
+            build_clusters(connection, hasher)  # after every day, as daily builds would
+        results.append(sorted(clusters(connection).items()))
+    assert results[0] == results[1]
+    assert len({c for _, c in results[0]}) < 32  # the variants did cluster across days
+
+
+def test_an_interaction_without_prompt_text_is_a_cluster_of_its_own(con, tmp_path):
+    _stage(con, tmp_path, "2026-11-20", [
+        interaction(f"e{i}", timestamp="2026-11-20T10:00:00Z", messages=[{"role": "system", "content": "be brief"}])
+        for i in range(3)])
+    build_clusters(con, MinHasher())
+    assert clusters(con) == {"e0": "e0", "e1": "e1", "e2": "e2"}
 
 
 def test_signatures_are_deterministic_and_need_a_power_of_two_bins():
     a = MinHasher().signatures([BASE, "x y z"])
     assert np.array_equal(a, MinHasher().signatures([BASE, "x y z"]))
     assert a.shape == (2, 128) and a.dtype == np.uint32
-
-
-def test_days_are_never_matched_against_signatures_made_with_other_settings(con, tmp_path):
-    day = _stage(con, tmp_path, "2026-11-20", [ask(f"r{i}", "2026-11-20", variant(i), i) for i in range(3)])
-    dedup_day(con, day, MinHasher())
-    with pytest.raises(DedupSettingsError, match=r"shingle_words=5 .* but this run uses .*shingle_words=3.*"
-                                                 r"DROP SCHEMA dedup CASCADE"):
-        dedup_day(con, day, MinHasher(DedupConfig(shingle_words=3)))
 
 
 def test_threads_give_the_same_signatures_and_sets_as_one_thread():

@@ -33,11 +33,10 @@ def test_all_definitions_load():
 
     repository = defs.get_repository_def()
     repository.load_all_definitions()
-    assert {j.name for j in repository.get_all_jobs()} >= {"ingest_job", "daily_models_job", "labeling_job",
+    assert {j.name for j in repository.get_all_jobs()} >= {"ingest_job", "build_job", "labeling_job",
                                                            "pull_labels_job"}
-    assert {s.name for s in repository.sensor_defs} == {"landing_sensor", "touched_days_sensor"}
-    assert {s.name for s in repository.schedule_defs} == {"daily_ingest", "daily_models", "daily_labeling",
-                                                          "pull_labels"}
+    assert {s.name for s in repository.sensor_defs} == {"landing_sensor", "build_sensor"}
+    assert {s.name for s in repository.schedule_defs} == {"daily_ingest", "daily_labeling", "pull_labels"}
 
 
 def test_sql_model_assets_take_their_upstreams_from_the_sql():
@@ -46,7 +45,9 @@ def test_sql_model_assets_take_their_upstreams_from_the_sql():
     graph = defs.resolve_asset_graph()
     parents = {k.to_user_string() for k in graph.get(dg.AssetKey(["intermediate", "int_interactions"])).parent_keys}
     assert parents == {"staging/stg_interactions", "intermediate/int_feedback_by_request"}
-    assert graph.get(dg.AssetKey(["staging", "stg_interactions"])).partitions_def is not None
+    staging = graph.get(dg.AssetKey(["staging", "stg_interactions"]))
+    assert isinstance(staging.partitions_def, dg.DynamicPartitionsDefinition)  # days come from the data
+    assert staging.backfill_policy == dg.BackfillPolicy.single_run()  # a range of days is one run
     assert graph.get(dg.AssetKey(["staging", "stg_feedback"])).partitions_def is None
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import date
 
 import dagster as dg
 import pytest
@@ -83,47 +84,124 @@ def test_a_sensor_run_ingests_the_files_it_names(home, instance):
         assert con.execute("SELECT count(*) FROM raw.interactions").fetchall() == [(2,)]
 
 
-def test_ingestion_triggers_a_rebuild_of_exactly_the_days_it_touched(home, instance):
-    from pipelines.defs.sql_models.jobs import touched_days_sensor
+def _days_built(home) -> list[tuple[str, int]]:
+    with warehouse.session(home.warehouse, read_only=True) as con:
+        return con.execute("SELECT event_date::VARCHAR, count(*) FROM staging.stg_interactions GROUP BY 1 ORDER BY 1"
+                           ).fetchall()
 
+
+def test_the_build_sensor_requests_one_run_for_exactly_the_days_that_need_building(home, instance):
+    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+    from pipelines.defs.sql_models.jobs import build_sensor
+
+    def sensor():
+        return build_sensor(dg.build_sensor_context(instance=instance, definitions=_defs()))
+
+    assert isinstance(sensor(), dg.SkipReason)  # no warehouse yet
     write_lines(home.landing / "a.jsonl", [interaction("a1", timestamp="2026-11-20T10:00:00Z"),
                                           interaction("a2", timestamp="2026-11-21T10:00:00Z")])
     assert _materialize(instance).success
-    requests = list(touched_days_sensor(dg.build_sensor_context(instance=instance, definitions=_defs())))
-    assert sorted(r.partition_key for r in requests) == ["2026-11-20", "2026-11-21"]
-    result = _defs().resolve_job_def("daily_models_job").execute_in_process(instance=instance,
-                                                                            partition_key="2026-11-21")
+    assert instance.get_dynamic_partitions("days") == ["2026-11-20", "2026-11-21"]  # registered by the ingest
+    (request,) = sensor().run_requests
+    days = (request.tags[ASSET_PARTITION_RANGE_START_TAG], request.tags[ASSET_PARTITION_RANGE_END_TAG])
+    assert days == ("2026-11-20", "2026-11-21")
+    result = _defs().resolve_job_def("build_job").execute_in_process(instance=instance, tags=request.tags)
     assert result.success
-    with warehouse.session(home.warehouse, read_only=True) as con:
-        rows = con.execute("SELECT request_id FROM intermediate.int_interactions").fetchall()
-    assert rows == [("a2",)]
+    assert _days_built(home) == [("2026-11-20", 1), ("2026-11-21", 1)]
+    assert isinstance(sensor(), dg.SkipReason)  # Dagster's record says both days are built: nothing to redo
+
+    write_lines(home.landing / "b.jsonl", [interaction("b1", timestamp="2026-11-21T12:00:00Z")])
+    assert _materialize(instance).success
+    (request,) = sensor().run_requests
+    assert (request.tags[ASSET_PARTITION_RANGE_START_TAG], request.tags[ASSET_PARTITION_RANGE_END_TAG]) == (
+        "2026-11-21", "2026-11-21")
 
 
-def test_late_feedback_touches_the_day_of_its_interaction(home, instance):
+def test_days_of_any_date_are_built_however_they_were_ingested(home, instance):
+    from datetime import UTC, datetime, timedelta
+
+    from flywheel.ingest import ingest_file
+    from pipelines.launch import build
+
+    yesterday = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
+    # ingested by the library (as `flywheel ingest` does), not by a Dagster run
+    with warehouse.session(home.warehouse) as con:
+        ingest_file(con, write_lines(home.root / "x.jsonl", [interaction("new", timestamp=f"{yesterday}T10:00:00Z")]))
+    assert build(home, instance=instance).success
+    with warehouse.session(home.warehouse) as con:  # an older day arrives after a newer one was built
+        ingest_file(con, write_lines(home.root / "y.jsonl", [interaction("old", timestamp="2019-03-04T10:00:00Z")]))
+    result = build(home, instance=instance)
+    assert result.success and (result.days_built, result.days_with_data, len(result.runs)) == (1, 2, 1)
+    assert _days_built(home) == [("2019-03-04", 1), (yesterday, 1)]
+    assert instance.get_dynamic_partitions("days") == ["2019-03-04", yesterday]  # kept in date order
+    again = build(home, instance=instance)
+    assert again.success and again.runs == []
+
+
+def test_late_feedback_rebuilds_the_models_that_join_it_not_the_days(home, instance):
+    from pipelines.launch import build
     from tests.factories import feedback
 
     write_lines(home.landing / "a.jsonl", [interaction("a1", timestamp="2026-11-20T10:00:00Z")])
     assert _materialize(instance).success
-    write_lines(home.landing / "b.jsonl", [feedback("a1", timestamp="2026-11-24T10:00:00Z")])
-    result = _materialize(instance)
-    (event,) = [m for m in result.asset_materializations_for_node("raw_events")
-                if m.asset_key == dg.AssetKey(["raw", "interactions"])]
-    assert list(event.metadata["days_touched"].value) == ["2026-11-20"]
+    assert build(home, instance=instance).success
+    write_lines(home.landing / "b.jsonl", [feedback("a1", timestamp="2026-11-24T10:00:00Z", thumb="up")])
+    assert _materialize(instance).success
+    result = build(home, instance=instance)
+    assert result.success and result.days_built == 0 and len(result.runs) == 1
+    built = {m.asset_key.to_user_string() for m in result.runs[0].get_asset_materialization_events()}
+    assert "intermediate/int_feedback_by_request" in built and "staging/stg_interactions" not in built
+    with warehouse.session(home.warehouse, read_only=True) as con:
+        assert con.execute("SELECT feedback_score FROM intermediate.int_interactions").fetchall() == [(1.0,)]
 
 
-def test_the_schedules_run_ingestion_and_yesterdays_models(home, instance):
-    from pipelines.defs.ingest.jobs import daily_ingest_schedule
-    from pipelines.defs.sql_models.jobs import daily_models_schedule
+def test_rebuilding_gives_identical_tables_in_any_order_of_days(home, instance):
+    from pipelines.launch import build
 
-    assert (daily_ingest_schedule.cron_schedule, daily_ingest_schedule.job_name) == ("0 3 * * *", "ingest_job")
-    assert daily_models_schedule.job_name == "daily_models_job"
+    simulate(home.landing / "sim.jsonl", 1_500, days=5, seed=7)
+    assert _materialize(instance).success
+    assert build(home, instance=instance).success
+
+    def snapshot():
+        with warehouse.session(home.warehouse, read_only=True) as con:
+            return {table: con.execute(f"SELECT * FROM {table} ORDER BY ALL").fetchall()
+                    for table in ("staging.stg_interactions", "dedup.clusters", "intermediate.int_cluster_members",
+                                  "staging.stg_redactions")}
+
+    first = snapshot()
+    days = instance.get_dynamic_partitions("days")
+    for day in reversed(days):  # one day at a time, newest first
+        assert build(home, only=[date.fromisoformat(day)], everything=True, instance=instance).success
+    assert snapshot() == first
+    assert build(home, everything=True, instance=instance).success  # every day in one run
+    assert snapshot() == first
+
+
+def test_a_run_left_by_a_killed_process_is_failed_and_frees_its_slot(home, instance):
+    from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
+
+    from pipelines.launch import PROCESS_TAG, fail_abandoned_runs
+
+    gone = DagsterRun(job_name="build_job", run_id="dead-run", status=DagsterRunStatus.STARTED,
+                      tags={PROCESS_TAG: "999999999:1.000"})
+    daemon = DagsterRun(job_name="build_job", run_id="daemon-run", status=DagsterRunStatus.STARTED)
+    instance.add_run(gone)
+    instance.add_run(daemon)
+    storage = instance.event_log_storage
+    storage.initialize_concurrency_limit_to_default("warehouse")
+    assert storage.claim_concurrency_slot("warehouse", "dead-run", "step").is_claimed
+    assert fail_abandoned_runs(instance) == ["dead-run"]
+    assert instance.get_run_by_id("dead-run").status == DagsterRunStatus.FAILURE
+    assert instance.get_run_by_id("daemon-run").status == DagsterRunStatus.STARTED  # not ours to judge
+    assert storage.claim_concurrency_slot("warehouse", "next-run", "step").is_claimed
 
 
 def test_error_expectations_block_downstream_models_and_report_failures(home, instance):
     bad = interaction("slow", timestamp="2026-11-20T11:00:00Z", latency_ms=9_000_000.0)
     write_lines(home.landing / "a.jsonl", [interaction("ok", timestamp="2026-11-20T10:00:00Z"), bad])
     assert _materialize(instance).success
-    result = _defs().resolve_job_def("daily_models_job").execute_in_process(
+    result = _defs().resolve_job_def("build_job").execute_in_process(
         instance=instance, partition_key="2026-11-20", raise_on_error=False)
     checks = {(c.asset_key.to_user_string(), c.check_name): c for c in result.get_asset_check_evaluations()}
     error = checks[("staging/stg_interactions", "expectations_error")]

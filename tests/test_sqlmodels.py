@@ -76,12 +76,12 @@ def _warehouse_with_two_days(con, tmp_path):
 
 
 def _build(con, day: date) -> dict[str, int]:
-    from flywheel.dedup import MinHasher, dedup_day
+    from flywheel.dedup import MinHasher, build_clusters
 
     written = {}
     for model in load_models(sources=RAW):
         if model.relation == "intermediate.int_cluster_members":
-            dedup_day(con, day, MinHasher())
+            build_clusters(con, MinHasher())
         result = materialize(con, model, day if model.materialized == "incremental" else None)
         written[model.relation] = result.rows_written
     return written

@@ -1,6 +1,7 @@
+-- materialized: view
 -- description: Every interaction's near-duplicate cluster (dedup.clusters), its size, and the cluster's representative.
 -- Representative rule: the member with the best feedback score (no feedback ranks lowest), then the most recent, then
--- the smallest request_id. Rebuilt whole each time, so merges of clusters across days are always reflected.
+-- the smallest request_id. A view: it always agrees with dedup.clusters, whatever build was interrupted.
 WITH members AS (
     SELECT c.cluster_id, i.request_id, i.event_date, i.ts, i.app_id, i.model, i.feedback_score
     FROM dedup.clusters c

@@ -1,6 +1,6 @@
--- materialized: incremental
--- partition_by: event_date
--- description: Each interaction of the day with every feedback it has received so far (either arrival order).
+-- materialized: view
+-- description: Each interaction with every feedback it has received so far (either arrival order). A view: late
+-- feedback shows here as soon as int_feedback_by_request is rebuilt, and the texts are stored once, in staging.
 SELECT
     i.*,
     coalesce(f.n_feedback, 0) AS n_feedback,
@@ -13,4 +13,3 @@ SELECT
     f.last_feedback_at
 FROM staging.stg_interactions i
 LEFT JOIN intermediate.int_feedback_by_request f USING (request_id)
-WHERE i.event_date = getvariable('partition_date')

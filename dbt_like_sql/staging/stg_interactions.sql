@@ -16,7 +16,7 @@ WITH day AS (
         ) AS response,
         redact(error) AS error
     )
-    FROM raw.interactions WHERE event_date = getvariable('partition_date')
+    FROM raw.interactions WHERE event_date BETWEEN getvariable('first_day') AND getvariable('last_day')
 ),
 texts AS (
     SELECT
@@ -69,6 +69,10 @@ SELECT
     t.tags,
     t.metadata,
     t.source_file,
-    t.source_line
+    t.source_line,
+    -- what redaction replaced, by kind (EMAIL, API_KEY, ...): staging.stg_redactions counts these
+    redacted_kinds(t.conversation_text) AS prompt_redactions,
+    redacted_kinds(t.response_text) AS response_redactions,
+    redacted_kinds(t.error) AS error_redactions
 FROM texts t
 LEFT JOIN reference.model_prices p ON p.model = t.model

@@ -552,3 +552,19 @@ def ingest_paths(
                     max_line_bytes=max_line_bytes, progress=progress, workers=workers, storage=storage)
         for path in paths
     ]
+
+
+def handled_since_modified(con: duckdb.DuckDBPyConnection, modified: dict[str, float]) -> set[str]:
+    """Of these paths (absolute path -> modification time, seconds since the epoch), the ones fully ingested
+    (or known as copies) after they were last modified: offering them again would add nothing."""
+    if not modified:
+        return set()
+    con.register("offered_paths", {"path": list(modified), "mtime": list(modified.values())})
+    try:
+        rows = con.execute("""
+            SELECT o.path FROM offered_paths o
+            JOIN raw.ingest_files f ON f.path = o.path AND epoch(f.seen_at) > o.mtime
+            JOIN raw.ingest_ledger l ON l.file_hash = f.file_hash AND l.status = 'done'""").fetchall()
+    finally:
+        con.unregister("offered_paths")
+    return {row[0] for row in rows}

@@ -72,9 +72,10 @@ def _parquet_rows(path: Path, skip: int) -> Iterator[SourceLine]:
 
 
 def discover(paths: list[Path]) -> list[Path]:
-    """Expand folders into the input files below them, oldest first, so that ingestion order is stable."""
+    """Expand folders into the input files below them, oldest first, so that ingestion order is stable.
+    Paths come back absolute: they name the file in the ledger and in every error, wherever the command ran."""
     found: list[Path] = []
-    for path in paths:
+    for path in (p.absolute() for p in paths):
         if path.is_dir():
             found.extend(p for p in path.rglob("*") if p.is_file() and is_supported(p))
         elif path.exists():

@@ -9,9 +9,10 @@ import dagster as dg
 from flywheel import reports
 from flywheel.ingest import discover, ingest_file
 from flywheel.ingest.loader import DEFAULT_BATCH_LINES
+from pipelines.builds import register_days
 from pipelines.resources import WarehouseResource
+from pipelines.shared import WAREHOUSE_POOL
 
-WAREHOUSE_POOL = "warehouse"
 LANDING = dg.AssetSpec(
     key=["landing", "files"],
     description="Files dropped into FLYWHEEL_HOME/landing (JSONL, .jsonl.gz, Parquet, OpenAI pairs, mapped exports).",
@@ -49,8 +50,9 @@ def raw_events(context: dg.AssetExecutionContext, config: IngestConfig, warehous
             context.log.info(f"{path.name}: {report.outcome}, {report.lines_read} lines, "
                              f"{report.lines_ingested} ingested, {report.lines_quarantined} quarantined, "
                              f"{report.lines_duplicate} duplicate")
-            for example in report.quarantine_examples[:3]:
-                context.log.warning(f"quarantined {example}")
+            if report.outcome in ("ingested", "resumed"):  # a file ingested before was reported then
+                for example in report.quarantine_examples[:3]:
+                    context.log.warning(f"quarantined {example}")
             done.append(report)
         counts = reports.raw_counts(con)
         new = {"interactions": 0, "feedback": 0, "quarantine": sum(r.lines_quarantined for r in done
@@ -74,8 +76,10 @@ def raw_events(context: dg.AssetExecutionContext, config: IngestConfig, warehous
             SELECT i.event_date FROM raw.feedback f JOIN raw.interactions i USING (request_id)
             WHERE f.file_hash IN (SELECT unnest($1::VARCHAR[]))
             ORDER BY 1""", [new_files]).fetchall()]
+        days_with_data = [day for (day,) in con.execute("SELECT DISTINCT event_date FROM raw.interactions").fetchall()]
     finally:
         con.close()
+    register_days(context.instance, days_with_data)  # the UI shows every day's partition as soon as it has data
 
     files_md = reports.markdown_table(reports.FILE_COLUMNS, [list(r.values()) for r in file_table])
     common = {"files_seen": len(done), "files_new": sum(r.outcome in ("ingested", "resumed") for r in done),

@@ -4,8 +4,8 @@ import dagster as dg
 
 from flywheel import reports
 from flywheel.labeling.loop import pull_all, queue_and_push
-from pipelines.defs.sql_models.assets import WAREHOUSE_POOL
 from pipelines.resources import ArgillaResource, WarehouseResource
+from pipelines.shared import WAREHOUSE_POOL
 
 CANDIDATES = dg.AssetKey(["intermediate", "int_labeling_candidates"])
 

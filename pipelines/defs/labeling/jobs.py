@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from pipelines.defs.ingest.jobs import WAREHOUSE_WRITE_TAGS
+from pipelines.shared import WAREHOUSE_WRITE_TAGS
 
 labeling_job = dg.define_asset_job(
     "labeling_job",

@@ -1,29 +1,31 @@
-"""Every SQL model in dbt_like_sql/ as a Dagster asset, and the reference tables they join.
+"""Every SQL model in dbt_like_sql/ as a Dagster asset, the near-duplicate clusters, and the reference tables
+they join.
 
 Assets are generated from the files: adding a `.sql` file adds an asset with the right upstreams.
-Incremental models are partitioned by day.
+Incremental models are partitioned by day and build a range of days in one run (a backfill of a year is one
+run). Every asset records the warehouse watermark it was built from as its data version (pipelines/builds.py).
 """
 
 import hashlib
 import json
-import os
-from datetime import date
 
 import dagster as dg
 
 from flywheel import reports
-from flywheel.dedup import DedupConfig, MinHasher, dedup_day
+from flywheel.days import DayRange, warehouse_watermark
+from flywheel.dedup import DedupConfig, MinHasher, build_clusters
 from flywheel.quality import SuiteOutcome, check_relation, has_suite, suite_path
 from flywheel.reference import write_model_prices
+from flywheel.settings import SCHEMAS_DIR
 from flywheel.sqlmodels import SqlModel, load_models, materialize
+from pipelines.builds import data_version
 from pipelines.resources import WarehouseResource
+from pipelines.shared import DAYS, WAREHOUSE_POOL
 
-WAREHOUSE_POOL = "warehouse"
-DAILY = dg.DailyPartitionsDefinition(
-    start_date=os.environ.get("FLYWHEEL_START_DATE", "2025-01-01"), timezone="UTC", end_offset=1
-)
 SOURCES = {("raw", "interactions"), ("raw", "feedback"), ("raw", "quarantine"), ("reference", "model_prices"),
            ("dedup", "clusters")}
+DEDUP_CODE_VERSION = hashlib.sha1(repr(DedupConfig()).encode()).hexdigest()[:12]
+PRICES_CODE_VERSION = hashlib.sha1((SCHEMAS_DIR / "prices.yaml").read_bytes()).hexdigest()[:12]
 
 
 @dg.asset(
@@ -32,11 +34,13 @@ SOURCES = {("raw", "interactions"), ("raw", "feedback"), ("raw", "quarantine"), 
     group_name="reference",
     kinds={"duckdb"},
     pool=WAREHOUSE_POOL,
+    code_version=PRICES_CODE_VERSION,
     description="Every model name seen in the traffic, resolved against schemas/prices.yaml.",
 )
 def model_prices(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     con = warehouse.connect(context.log)
     try:
+        watermark = warehouse_watermark(con)
         counts = write_model_prices(con)
         unpriced = [r[0] for r in con.execute("""
             SELECT DISTINCT model FROM raw.interactions
@@ -45,34 +49,38 @@ def model_prices(context: dg.AssetExecutionContext, warehouse: WarehouseResource
         con.close()
     if unpriced:
         context.log.warning(f"models without a price (add them to schemas/prices.yaml): {unpriced}")
-    return dg.MaterializeResult(metadata={**counts, "unpriced_models": ", ".join(unpriced) or "none"})
+    return dg.MaterializeResult(metadata={**counts, "unpriced_models": ", ".join(unpriced) or "none"},
+                                data_version=data_version(watermark, PRICES_CODE_VERSION))
 
 
 @dg.asset(
     key=["dedup", "clusters"],
     deps=[dg.AssetKey(["staging", "stg_interactions"])],
-    partitions_def=DAILY,
     group_name="dedup",
     kinds={"duckdb", "python"},
     pool=WAREHOUSE_POOL,
-    description="Near-duplicate clusters of prompts (MinHash + LSH), matched against every earlier day; "
-                "cluster_id is the request_id of the cluster's earliest member.",
+    code_version=DEDUP_CODE_VERSION,
+    description="Near-duplicate clusters of prompts (MinHash + LSH) over every day at once, so they do not "
+                "depend on the order days were built in; cluster_id is the request_id of the cluster's "
+                "earliest member.",
 )
 def near_duplicate_clusters(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
-    day = date.fromisoformat(context.partition_key)
     con = warehouse.connect(context.log)
     try:
-        result = dedup_day(con, day, MinHasher(DedupConfig()))
+        watermark = warehouse_watermark(con)
+        result = build_clusters(con, MinHasher(DedupConfig()))
         largest = con.execute("""SELECT cluster_id, count(*) AS members FROM dedup.clusters
-                                 WHERE cluster_id IN (SELECT cluster_id FROM dedup.clusters WHERE event_date = ?)
-                                 GROUP BY 1 ORDER BY 2 DESC LIMIT 5""", [day]).fetchall()
+                                 GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 5""").fetchall()
     finally:
         con.close()
-    return dg.MaterializeResult(metadata={
-        "texts": result.texts, "matched_earlier_days": result.matched_earlier, "new_clusters": result.new_clusters,
-        "merged_clusters": result.merged_clusters,
-        "largest_clusters": dg.MetadataValue.md(reports.markdown_table(("cluster_id", "members"), largest)),
-    })
+    return dg.MaterializeResult(
+        metadata={
+            "interactions": result.interactions, "distinct_prompts": result.distinct_prompts,
+            "clusters": result.clusters, "clusters_with_several_members": result.multi_member_clusters,
+            "largest_clusters": dg.MetadataValue.md(reports.markdown_table(("cluster_id", "members"), largest)),
+        },
+        data_version=data_version(watermark, DEDUP_CODE_VERSION),
+    )
 
 
 def _check_results(outcome: SuiteOutcome) -> list[dg.AssetCheckResult]:
@@ -99,6 +107,7 @@ def _check_results(outcome: SuiteOutcome) -> list[dg.AssetCheckResult]:
 def _asset_for(model: SqlModel) -> dg.AssetsDefinition:
     incremental = model.materialized == "incremental"
     key = dg.AssetKey([model.layer, model.name])
+    code_version = hashlib.sha1(model.sql.encode()).hexdigest()[:12]
     checks = [
         dg.AssetCheckSpec("expectations_error", asset=key, blocking=True,
                           description=f"ERROR expectations of {suite_path(model.relation).name}: block downstream"),
@@ -110,33 +119,39 @@ def _asset_for(model: SqlModel) -> dg.AssetsDefinition:
         key=key,
         check_specs=checks,
         deps=[dg.AssetKey(list(ref)) for ref in model.depends_on],
-        partitions_def=DAILY if incremental else None,
+        partitions_def=DAYS if incremental else None,
+        backfill_policy=dg.BackfillPolicy.single_run() if incremental else None,
         group_name=model.layer,
         kinds={"duckdb", "sql"},
         description=f"{model.description}\n\nSQL: dbt_like_sql/{model.layer}/{model.name}.sql",
-        code_version=hashlib.sha1(model.sql.encode()).hexdigest()[:12],
+        code_version=code_version,
         pool=WAREHOUSE_POOL,
     )
     def build(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
-        day = date.fromisoformat(context.partition_key) if incremental else None
+        days = None
+        if incremental:
+            keys = context.partition_key_range
+            days = DayRange.parse(keys.start, keys.end)
         con = warehouse.connect(context.log)
         try:
-            result = materialize(con, model, day)
-            where = f"WHERE {model.partition_by} = DATE '{day}'" if day else ""
+            watermark = warehouse_watermark(con)
+            result = materialize(con, model, days)
+            where = (f"WHERE {model.partition_by} BETWEEN DATE '{days.first}' AND DATE '{days.last}'"
+                     if days else "")
             cursor = con.execute(f"SELECT * FROM {model.relation} {where} LIMIT 5")
             columns = [d[0] for d in cursor.description]
             preview = reports.markdown_table(columns[:8], [row[:8] for row in cursor.fetchall()])
-            outcome = check_relation(con, model.relation, day) if checks else None
+            outcome = check_relation(con, model.relation, days) if checks else None
         finally:
             con.close()
+        metadata = {"rows_written": result.rows_written, "rows_total": result.rows_total,
+                    "materialized": model.materialized, "preview": dg.MetadataValue.md(preview)}
+        if days:
+            metadata["days_built"] = str(days)
         return dg.MaterializeResult(
-            metadata={
-                "rows_written": result.rows_written,
-                "rows_total": result.rows_total,
-                "materialized": model.materialized,
-                "preview": dg.MetadataValue.md(preview),
-            },
+            metadata=metadata,
             check_results=_check_results(outcome) if outcome else None,
+            data_version=data_version(watermark, code_version),
         )
 
     return build

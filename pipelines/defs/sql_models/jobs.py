@@ -1,39 +1,61 @@
-"""Building the SQL models: a daily-partitioned job, a sensor that runs it for the days new data touched,
-and a nightly schedule for yesterday as a safety net."""
+"""Building the models: one job that builds a range of days (and the whole-history assets) in one run, and a
+sensor that starts it for every day whose raw data changed since it was last built, however old."""
 
+import hashlib
 
 import dagster as dg
 
-from pipelines.defs.ingest.jobs import WAREHOUSE_WRITE_TAGS
-from pipelines.defs.sql_models.assets import DAILY, SQL_MODELS
+from flywheel import warehouse
+from flywheel.settings import Home
+from pipelines.builds import plan_build, range_tags
+from pipelines.defs.sql_models.assets import model_prices, near_duplicate_clusters, sql_model_assets
+from pipelines.shared import WAREHOUSE_WRITE_TAGS
 
-daily_models_job = dg.define_asset_job(
-    "daily_models_job",
-    selection=dg.AssetSelection.assets(dg.AssetKey(["dedup", "clusters"]),
-                                       *[dg.AssetKey([m.layer, m.name]) for m in SQL_MODELS]),
-    partitions_def=DAILY,
-    description="Build every SQL model for one day (staging → intermediate → marts).",
+BUILD_ASSETS = [model_prices, near_duplicate_clusters, *sql_model_assets]
+
+build_job = dg.define_asset_job(
+    "build_job",
+    selection=dg.AssetSelection.assets(*BUILD_ASSETS),
+    description="Build the reference prices, SQL models and near-duplicate clusters (staging → dedup → "
+                "intermediate → marts) for a range of days in one run.",
     tags=WAREHOUSE_WRITE_TAGS,
-)
-
-daily_models_schedule = dg.build_schedule_from_partitioned_job(
-    daily_models_job, name="daily_models", hour_of_day=3, minute_of_hour=30,
-    default_status=dg.DefaultScheduleStatus.RUNNING,
+    # Steps write one DuckDB file one at a time (the warehouse pool): a process per step would only add start-up.
+    executor_def=dg.in_process_executor,
 )
 
 
-@dg.asset_sensor(
-    asset_key=dg.AssetKey(["raw", "interactions"]),
-    job=daily_models_job,
+def build_requests(instance: dg.DagsterInstance, home: Home) -> list[dg.RunRequest] | dg.SkipReason:
+    """Run requests for whatever needs building, keyed by what they build from, so a request is made once."""
+    try:
+        con = warehouse.connect(home.warehouse, read_only=True, lock_timeout_s=1)
+    except FileNotFoundError:
+        return dg.SkipReason("no warehouse yet")
+    except warehouse.WarehouseBusyError:
+        return dg.SkipReason("the warehouse is being written; checking again at the next tick")
+    try:
+        plan = plan_build(instance, con, BUILD_ASSETS)
+    finally:
+        con.close()
+    if plan.empty:
+        return dg.SkipReason("every day is built from the latest data")
+    stamp = plan.watermark.isoformat() if plan.watermark else "empty"
+    requests = [dg.RunRequest(run_key=f"days {days} from {stamp}", tags=range_tags(days)) for days in plan.ranges]
+    if plan.other_assets:
+        names = ",".join(sorted(k.to_user_string() for k in plan.other_assets))
+        requests.append(dg.RunRequest(run_key=f"{hashlib.sha1(names.encode()).hexdigest()[:8]} from {stamp}",
+                                      asset_selection=plan.other_assets))
+    return requests
+
+
+@dg.sensor(
+    job=build_job,
+    minimum_interval_seconds=60,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="After each ingestion, rebuilds the days it touched: new interactions, or new feedback on them.",
+    description="Builds every day whose raw data changed since its last build (new interactions, or feedback on "
+                "them), whatever its date, in as few runs as the days allow.",
 )
-def touched_days_sensor(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry):
-    materialization = asset_event.asset_materialization
-    days = list(materialization.metadata["days_touched"].value) if materialization else []
-    valid = set(DAILY.get_partition_keys())
-    for day in days:
-        if day in valid:
-            yield dg.RunRequest(run_key=f"{asset_event.run_id}-{day}", partition_key=day)
-        else:
-            context.log.warning(f"day {day} is outside the daily partitions (FLYWHEEL_START_DATE); not rebuilt")
+def build_sensor(context: dg.SensorEvaluationContext):
+    outcome = build_requests(context.instance, Home.from_env())
+    if isinstance(outcome, dg.SkipReason):
+        return outcome
+    return dg.SensorResult(run_requests=outcome)
