@@ -126,6 +126,10 @@ def test_a_build_killed_at_random_points_never_blocks_the_next_which_gives_a_cle
             ingest_file(con, source)
     # Forked children start building at once (this process has imported everything), so the kills land inside
     # the build: planning, staging, clustering, the views, or Dagster's bookkeeping in between.
+    import great_expectations  # noqa: F401  (slow to import: once, here, not in every child)
+
+    import pipelines.definitions  # noqa: F401
+
     fork = multiprocessing.get_context("fork")
     started = time.monotonic()
     clean = fork.Process(target=_build_in_child, args=(str(homes["clean"]), False))
