@@ -73,6 +73,18 @@ def test_landing_sensor_requests_a_run_only_for_new_or_changed_files(home, insta
     assert request.run_config["ops"]["raw_events"]["config"]["paths"] == ["sub/c.jsonl"]
 
 
+def test_the_landing_sensor_skips_files_already_ingested_since_they_last_changed(home, instance):
+    from pipelines.defs.ingest.jobs import landing_sensor
+
+    path = write_lines(home.landing / "a.jsonl", [interaction("a")])
+    assert _materialize(instance).success  # as `flywheel run` does, before the UI and its sensors start
+    context = dg.build_sensor_context(instance=instance)
+    assert isinstance(landing_sensor(context), dg.SkipReason)
+    write_lines(path, [interaction("a"), interaction("b")])  # changed after it was ingested: offered again
+    request = landing_sensor(dg.build_sensor_context(instance=instance, cursor=context.cursor))
+    assert request.run_config["ops"]["raw_events"]["config"]["paths"] == ["a.jsonl"]
+
+
 def test_a_sensor_run_ingests_the_files_it_names(home, instance):
     from pipelines.defs.ingest.jobs import landing_sensor
 

@@ -559,7 +559,10 @@ def handled_since_modified(con: duckdb.DuckDBPyConnection, modified: dict[str, f
     (or known as copies) after they were last modified: offering them again would add nothing."""
     if not modified:
         return set()
-    con.register("offered_paths", {"path": list(modified), "mtime": list(modified.values())})
+    import pyarrow as pa  # only the sensor asks this; ingestion itself never imports pyarrow
+
+    con.register("offered_paths", pa.table({"path": pa.array(list(modified), pa.string()),
+                                            "mtime": pa.array(list(modified.values()), pa.float64())}))
     try:
         rows = con.execute("""
             SELECT o.path FROM offered_paths o
