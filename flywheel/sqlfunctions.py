@@ -19,8 +19,20 @@ def _redact_array(texts: pa.Array) -> pa.Array:
     return pa.array([_redact_cached(text) for text in texts.to_pylist()], pa.string())
 
 
+# Pure-SQL functions stored in the warehouse itself, so the views that call them work in any DuckDB client.
+STORED_MACROS = {
+    "system_prompt": """(messages) AS array_to_string(list_transform(
+        list_filter(messages, m -> m.role IN ('system', 'developer')), m -> m.content), chr(10))""",
+    "conversation_text": """(messages) AS array_to_string(list_transform(
+        messages, m -> m.role || ': ' || coalesce(m.content, '')), chr(10))""",
+}
+
+
 def register(con: duckdb.DuckDBPyConnection) -> None:
-    """Make `redact(text)`, `redacted_kinds(text)` and `estimate_tokens(chars, n_messages)` callable here."""
+    """Make `redact(text)`, `redacted_kinds(text)` and `estimate_tokens(chars, n_messages)` callable here, and
+    store `system_prompt(messages)` and `conversation_text(messages)` in the warehouse."""
+    for name, body in STORED_MACROS.items():
+        con.execute(f"CREATE OR REPLACE MACRO main.{name}{body}")
     con.execute(f"""
         CREATE OR REPLACE TEMP MACRO estimate_tokens(chars, n_messages) AS
             CAST(round(chars / {CHARS_PER_TOKEN}) AS BIGINT) + {TOKENS_PER_MESSAGE} * n_messages

@@ -129,6 +129,7 @@ class Materialization:
     rows_written: int
     rows_total: int
     days: DayRange | None
+    recreated: bool = False  # an incremental table remade because the model's columns changed
 
 
 def materialize(con: duckdb.DuckDBPyConnection, model: SqlModel, days: DayRange | date | None = None
@@ -156,27 +157,21 @@ def materialize(con: duckdb.DuckDBPyConnection, model: SqlModel, days: DayRange 
                              f"{model.partition_by} BETWEEN getvariable('first_day') AND getvariable('last_day'))")
         exists = con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?",
                              [model.layer, model.name]).fetchall()[0][0]
-        if not exists:
+        recreated = bool(exists) and _columns(con, "model_day") != _columns(con, model.relation)
+        if recreated:
+            # The SQL now makes other columns, so its code version changed too: every day needs building again
+            # (pipelines/builds.py), and the days outside this range come back as they are built.
+            con.execute(f"DROP TABLE {model.relation}")
+        if not exists or recreated:
             con.execute(f"CREATE TABLE {model.relation} AS SELECT * FROM model_day LIMIT 0")
-        _check_same_columns(con, model)
         con.execute(f"DELETE FROM {model.relation} WHERE {inside}")
         written = con.execute(f"INSERT INTO {model.relation} BY NAME SELECT * FROM model_day").fetchall()[0][0]
         con.execute("DROP TABLE model_day")
-    return Materialization(model.relation, written, _count(con, model.relation), days)
+    return Materialization(model.relation, written, _count(con, model.relation), days, recreated)
 
 
-def _check_same_columns(con: duckdb.DuckDBPyConnection, model: SqlModel) -> None:
-    def columns(relation: str) -> list[tuple[str, str]]:
-        return [(r[0], r[1]) for r in con.execute(f"DESCRIBE {relation}").fetchall()]
-
-    new, old = columns("model_day"), columns(model.relation)
-    if new != old:
-        added = sorted(set(new) - set(old))
-        removed = sorted(set(old) - set(new))
-        raise ModelError(
-            f"{model.path}: its columns changed (added {added}, removed {removed}); drop {model.relation} "
-            "and re-materialize its partitions to rebuild it"
-        )
+def _columns(con: duckdb.DuckDBPyConnection, relation: str) -> list[tuple[str, str]]:
+    return [(r[0], r[1]) for r in con.execute(f"DESCRIBE {relation}").fetchall()]
 
 
 def _count(con: duckdb.DuckDBPyConnection, relation: str) -> int:

@@ -122,6 +122,21 @@ def test_rematerializing_a_day_replaces_it_and_leaves_other_days_alone(con, tmp_
     assert unpriced == [("unknown",)]
 
 
+def test_a_model_whose_columns_changed_is_made_anew(con, tmp_path):
+    _warehouse_with_two_days(con, tmp_path)
+    root = tmp_path / "m"
+    path = write_model(root, "staging", "per_day", "-- materialized: incremental\n-- partition_by: event_date\n"
+                       "SELECT request_id, event_date FROM raw.interactions "
+                       "WHERE event_date BETWEEN getvariable('first_day') AND getvariable('last_day')")
+    (model,) = load_models(root, RAW)
+    assert not materialize(con, model, date(2026, 11, 20)).recreated
+    path.write_text(path.read_text().replace("SELECT request_id,", "SELECT request_id, model,"))
+    (model,) = load_models(root, RAW)
+    result = materialize(con, model, date(2026, 11, 21))
+    assert result.recreated and result.rows_total == 1  # the other day comes back when it is built again
+    assert [c[0] for c in con.execute("DESCRIBE staging.per_day").fetchall()] == ["request_id", "model", "event_date"]
+
+
 def test_an_incremental_model_that_ignores_its_partition_is_refused(con, tmp_path):
     _warehouse_with_two_days(con, tmp_path)
     path = write_model(tmp_path / "m", "staging", "all_days", "-- materialized: incremental\n"
@@ -143,7 +158,7 @@ def test_staging_holds_only_redacted_text_and_counts_what_it_redacted(con, tmp_p
     write_model_prices(con)
     _build(con, date(2026, 11, 20))
     prompt, response, first = con.execute("""SELECT prompt_text, response_text, messages[1].content
-                                             FROM staging.stg_interactions""").fetchall()[0]
+                                             FROM intermediate.int_interactions""").fetchall()[0]
     assert prompt == first == "my key is [API_KEY], mail me: [EMAIL]"
     assert response == "Call [PHONE] instead."
     assert con.execute("SELECT correction FROM staging.stg_feedback").fetchall() == [("write [EMAIL]",)]

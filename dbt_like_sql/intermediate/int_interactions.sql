@@ -3,6 +3,9 @@
 -- feedback shows here as soon as int_feedback_by_request is rebuilt, and the texts are stored once, in staging.
 SELECT
     i.*,
+    system_prompt(i.messages) AS system_prompt,
+    conversation_text(i.messages) AS conversation_text,
+    i.response.content AS response_text,
     coalesce(f.n_feedback, 0) AS n_feedback,
     f.feedback_score,
     f.thumbs_up,

@@ -21,11 +21,8 @@ WITH day AS (
 texts AS (
     SELECT
         day.*,
-        array_to_string(list_transform(list_filter(messages, m -> m.role IN ('system', 'developer')),
-                                       m -> m.content), chr(10)) AS system_prompt,
         list_filter(messages, m -> m.role = 'user')[-1].content AS prompt_text,
-        array_to_string(list_transform(messages, m -> m.role || ': ' || coalesce(m.content, '')), chr(10))
-            AS conversation_text,
+        conversation_text(messages) AS conversation_text,
         response.content AS response_text,
         list_sum(list_transform(messages, m -> length(coalesce(m.content, '')))) AS prompt_chars
     FROM day
@@ -40,10 +37,7 @@ SELECT
     p.canonical_model,
     t.status,
     t.error,
-    t.system_prompt,
-    t.prompt_text,
-    t.conversation_text,
-    t.response_text,
+    t.prompt_text,  -- the conversation and response texts are derived in int_interactions, not stored twice
     t.messages,
     t.response,
     len(t.messages) AS n_messages,

@@ -136,6 +136,9 @@ def _asset_for(model: SqlModel) -> dg.AssetsDefinition:
         try:
             watermark = warehouse_watermark(con)
             result = materialize(con, model, days)
+            if result.recreated:
+                context.log.warning(f"{model.relation}: its columns changed, so the table was made anew; the days "
+                                    "outside this run are rebuilt by the next build (they need it: new code)")
             where = (f"WHERE {model.partition_by} BETWEEN DATE '{days.first}' AND DATE '{days.last}'"
                      if days else "")
             cursor = con.execute(f"SELECT * FROM {model.relation} {where} LIMIT 5")
