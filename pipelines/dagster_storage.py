@@ -1,9 +1,10 @@
-"""Dagster's SQLite storage for FLYWHEEL_HOME/dagster, with its event log keeping one engine per database file.
+"""Dagster's SQLite storage in FLYWHEEL_HOME/dagster, with its event log keeping one engine per database file.
 
 Dagster's own SQLite event log makes a new SQLAlchemy engine (and connection) for every statement: a build of
 a year of day partitions writes a few thousand events, and that cost, not the data, dominated it (measured:
 a 398-day build 87 s with engines made per statement, 43 s with them kept). Files, tables and the layout under
-`storage/` are Dagster's own, so the UI, the daemon and the CLI read the same history either way.
+`$DAGSTER_HOME` (history/, schedules/) are Dagster's defaults, so the UI, the daemon and the CLI read the same
+history either way, and a home made before keeps its runs.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ class KeptEngineSqliteEventLogStorage(SqliteEventLogStorage):
 
 
 class FlywheelSqliteStorage(DagsterSqliteStorage):
-    """Dagster's default SQLite storage under `$DAGSTER_HOME/storage`, with the event log above."""
+    """Dagster's default SQLite storage in `$DAGSTER_HOME`, with the event log above."""
 
     def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None) -> None:
         super().__init__(base_dir, inst_data=inst_data)
@@ -77,4 +78,4 @@ class FlywheelSqliteStorage(DagsterSqliteStorage):
 
     @classmethod
     def from_config_value(cls, inst_data: ConfigurableClassData, config_value: dict) -> FlywheelSqliteStorage:
-        return cls.from_local(os.path.join(os.environ["DAGSTER_HOME"], "storage"), inst_data=inst_data)
+        return cls.from_local(os.environ["DAGSTER_HOME"], inst_data=inst_data)

@@ -87,7 +87,9 @@ def build(home: Home, *, only: list[date] | None = None, since: date | None = No
     from pipelines.definitions import defs
     from pipelines.defs.sql_models.jobs import BUILD_ASSETS
 
-    instance = instance or prepare_instance(home)
+    if instance is None:
+        with prepare_instance(home) as mine:  # disposed at the end: its SQLite files are left checkpointed
+            return build(home, only=only, since=since, until=until, everything=everything, say=say, instance=mine)
     say = say or (lambda message: None)
     for run_id in fail_abandoned_runs(instance):
         say(f"run {run_id} was left running by a process that is gone: marked failed, its slot freed")
@@ -130,10 +132,13 @@ def run_main_job(home: Home, on_run: Callable[[str], None] | None = None, labeli
     """Ingest the landing folder, build every day that needs it (whichever way its data came in), then queue
     samples in Argilla and pull labels (`labeling`): the runs the sensors and schedules start in
     `flywheel dagster`, executed here in-process and recorded in the instance."""
-    instance = prepare_instance(home)
+    with prepare_instance(home) as instance:  # disposed at the end: its SQLite files are left checkpointed
+        return _main_job(home, instance, on_run or (lambda message: None), labeling)
+
+
+def _main_job(home: Home, instance: dg.DagsterInstance, say: Callable[[str], None], labeling: bool) -> MainJobResult:
     from pipelines.definitions import defs  # after FLYWHEEL_HOME is set: resources read it
 
-    say = on_run or (lambda message: None)
     for run_id in fail_abandoned_runs(instance):
         say(f"run {run_id} was left running by a process that is gone: marked failed, its slot freed")
     # raise_on_error=False: a failed run is reported (step and reason), not raised as a traceback.

@@ -124,13 +124,11 @@ def test_a_build_killed_at_random_points_never_blocks_the_next_which_gives_a_cle
     for root in homes.values():
         with warehouse.session(root / "warehouse.duckdb") as con:
             ingest_file(con, source)
-    # Forked children start building at once (this process has imported everything), so the kills land inside
-    # the build: planning, staging, clustering, the views, or Dagster's bookkeeping in between.
-    import great_expectations  # noqa: F401  (slow to import: once, here, not in every child)
-
-    import pipelines.definitions  # noqa: F401
-
-    fork = multiprocessing.get_context("fork")
+    # Children come from a fork server that imported everything once (forking this process, which runs other
+    # tests' threads, could copy a held lock), so they start building at once and the kills land inside the
+    # build: planning, staging, clustering, the views, or Dagster's bookkeeping in between.
+    fork = multiprocessing.get_context("forkserver")
+    fork.set_forkserver_preload(["great_expectations", "pipelines.definitions", "tests.test_faults"])
     started = time.monotonic()
     clean = fork.Process(target=_build_in_child, args=(str(homes["clean"]), False))
     clean.start()
