@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -24,6 +27,12 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console(stderr=True)
+# The HTTP client and the Argilla SDK log every request (and the SDK draws tqdm bars); what a person needs to
+# read is printed here. A root handler at WARNING now makes the SDK's own logging.basicConfig a no-op.
+logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+for _noisy in ("httpx", "argilla", "argilla.sdk", "great_expectations"):
+    logging.getLogger(_noisy).setLevel(logging.WARNING)
+os.environ.setdefault("TQDM_DISABLE", "1")
 HomeOption = Annotated[
     Path | None,
     typer.Option("--home", envvar="FLYWHEEL_HOME", help="State folder (warehouse, landing, Dagster home).",
@@ -36,17 +45,37 @@ def _progress() -> Progress:
                     console=console, transient=False)
 
 
+def _table(title: str, columns: tuple[str, ...], rows: list, identifiers: int = 1) -> Table:
+    """A table whose first `identifiers` columns (file, app, model names) are never cut or wrapped: at a narrow
+    width the other columns give way."""
+    table = Table(title=title, box=box.SIMPLE_HEAD)  # no column rules: identifiers keep their width
+    for n, column in enumerate(columns):
+        if n < identifiers:
+            widest = max([len(column), *(len(str(row[n])) for row in rows)])
+            table.add_column(column, no_wrap=True, min_width=widest)
+        else:  # headers stay whole; values wrap between words
+            table.add_column(column, min_width=len(column))
+    for row in rows:
+        table.add_row(*(str(v) for v in row))
+    return table
+
+
 def _print_reports(file_reports: list) -> None:
-    table = Table(title="ingested files", show_lines=False)
-    for column in reports.FILE_COLUMNS:
-        table.add_column(column, overflow="fold")
-    for row in reports.file_rows(file_reports):
-        row["file"] = Path(row["file"]).name
-        table.add_row(*(str(v) for v in row.values()))
-    console.print(table)
+    """A line per file: what this run read and stored from it. Soft-wrapped: file names are never cut."""
+    for row, report in zip(reports.file_rows(file_reports), file_reports, strict=True):
+        if not report.is_new:
+            console.print(f"{row['file']}: {row['outcome']}, nothing new", soft_wrap=True, highlight=False)
+            continue
+        console.print(f"{row['file']}: {row['outcome']} {row['lines_read']:,} lines ({row['format']}): "
+                      f"{row['ingested']:,} stored, {row['quarantined']:,} quarantined, {row['duplicate']:,} "
+                      f"duplicate, {row['blank']:,} blank" + ("" if report.reconciles else
+                                                              " [red]- the counts do not reconcile[/]"),
+                      soft_wrap=True, highlight=False)
     for report in file_reports:
+        if not report.is_new:
+            continue  # a file known before: its quarantined lines were named when it was ingested
         for example in report.quarantine_examples[:3]:
-            console.print(f"[yellow]quarantined[/] {example}", highlight=False)
+            console.print(f"[yellow]quarantined[/] {example}", highlight=False, soft_wrap=True)
         if report.lines_quarantined > len(report.quarantine_examples[:3]):
             console.print(f"  … {report.lines_quarantined} quarantined lines in all: "
                           f"flywheel sql \"SELECT * FROM raw.quarantine WHERE file_hash = '{report.file_hash}'\"")
@@ -137,11 +166,9 @@ def run(
         return
     with warehouse.session(where.warehouse, read_only=True, on_wait=console.print) as con:
         counts = reports.raw_counts(con)
-        table = Table(title=f"intermediate.int_interactions in {where.warehouse}")
-        for column in ("app", "model", "calls", "avg latency ms", "cost $", "feedback", "score"):
-            table.add_column(column)
-        for row in reports.per_app_and_model(con):
-            table.add_row(*(str(v) for v in row))
+        table = _table(f"intermediate.int_interactions in {where.warehouse}",
+                       ("app", "model", "calls", "avg ms", "cost $", "rated", "score"),
+                       reports.per_app_and_model(con), identifiers=2)
         redacted = con.execute("SELECT kind, sum(redactions)::BIGINT FROM staging.stg_redactions GROUP BY 1 "
                                "ORDER BY 2 DESC").fetchall()
         clusters = con.execute("SELECT count(DISTINCT cluster_id) FROM dedup.clusters").fetchall()[0][0]
@@ -150,7 +177,8 @@ def run(
     console.print("redacted before leaving raw: " + (", ".join(f"{k} {n:,}" for k, n in redacted) or "nothing"))
     if labeling:
         _print_labeling(where)
-    console.print(f"{len(result.runs)} Dagster run(s) succeeded. Next: flywheel sql \"SELECT ...\", flywheel dagster")
+    console.print(f"{len(result.runs)} Dagster run(s) succeeded. Next: flywheel sql \"SELECT ...\"; the Dagster UI: "
+                  "flywheel dagster (http://127.0.0.1:3000)")
 
 
 def _print_labeling(where: Home) -> None:
@@ -323,8 +351,12 @@ def argilla_status(home: HomeOption = None) -> None:
     client = target.client()
     for spec in specs().values():
         dataset = dataset_for(target, spec, client=client, create=False)
-        progress = dict(dataset.progress()) if dataset is not None else "not created yet"
-        console.print(f"  {spec.name}: {progress}")
+        if dataset is None:
+            console.print(f"  {spec.name}: not created yet (flywheel label queue)")
+            continue
+        progress = dict(dataset.progress())
+        console.print(f"  {spec.name}: {progress.get('total', 0):,} records, {progress.get('completed', 0):,} "
+                      f"completed, {progress.get('pending', 0):,} pending")
 
 
 def _target(where: Home, start_local: bool):

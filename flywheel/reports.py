@@ -13,12 +13,16 @@ FILE_COLUMNS = ("file", "outcome", "format", "lines_read", "ingested", "quaranti
 
 
 def file_rows(reports: list[FileReport]) -> list[dict[str, Any]]:
-    return [
-        {"file": r.path, "outcome": r.outcome, "format": r.format, "lines_read": r.lines_read,
-         "ingested": r.lines_ingested, "quarantined": r.lines_quarantined, "duplicate": r.lines_duplicate,
-         "blank": r.lines_blank, "reconciles": r.reconciles}
-        for r in reports
-    ]
+    """One row per file offered: what this run read and stored from it (nothing, for a file known before; its
+    earlier counts stay in raw.ingest_ledger), and whether the file's lines all reconcile."""
+    rows = []
+    for r in reports:
+        new = r.is_new
+        rows.append({"file": r.path, "outcome": r.outcome.replace("_", " "), "format": r.format,
+                     "lines_read": r.lines_read if new else 0, "ingested": r.lines_ingested if new else 0,
+                     "quarantined": r.lines_quarantined if new else 0, "duplicate": r.lines_duplicate if new else 0,
+                     "blank": r.lines_blank if new else 0, "reconciles": r.reconciles})
+    return rows
 
 
 def raw_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:

@@ -18,7 +18,8 @@ from flywheel import warehouse
 from flywheel.processes import alive
 from flywheel.settings import REPO_ROOT, Home
 
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+# The CLI prints its own one-line summary of each run; Dagster's console log (with stack traces) is in the UI.
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 # Runs started by this process carry its identity, so a later command can tell a run whose process died.
 PROCESS_TAG = "flywheel/process"
 
@@ -144,7 +145,7 @@ def _main_job(home: Home, instance: dg.DagsterInstance, say: Callable[[str], Non
     # raise_on_error=False: a failed run is reported (step and reason), not raised as a traceback.
     ingest = defs.resolve_job_def("ingest_job").execute_in_process(instance=instance, run_config=QUIET,
                                                                    tags=_tags(), raise_on_error=False)
-    say(f"ingest: {_outcome(ingest)} (run {ingest.run_id})")
+    say(f"ingest: {_outcome(ingest)}{_ingest_summary(ingest)} (run {ingest.run_id})")
     runs = [ingest]
     built = BuildResult()
     if ingest.success:
@@ -156,6 +157,22 @@ def _main_job(home: Home, instance: dg.DagsterInstance, say: Callable[[str], Non
         runs.append(run)
         say(f"labeling: {_outcome(run)} (run {run.run_id})")
     return MainJobResult(runs, built.days_built)
+
+
+def _ingest_summary(run: dg.ExecuteInProcessResult) -> str:
+    """', 2 new file(s): 1,992 interactions, 584 feedback, 8 lines quarantined (...)' from the run's metadata."""
+    if not run.success:
+        return ""
+    new = {event.asset_key.path[-1]: event.metadata for event in run.asset_materializations_for_node("raw_events")}
+    files = new["interactions"]["files_new"].value
+    if not files:
+        return ", no new files"
+    counts = {table: new[table]["rows_new"].value for table in ("interactions", "feedback", "quarantine")}
+    text = (f", {files} new file(s): {counts['interactions']:,} interactions, {counts['feedback']:,} feedback, "
+            f"{counts['quarantine']:,} lines quarantined")
+    if counts["quarantine"]:
+        text += ' (why: flywheel sql "SELECT source_file, line_no, reason FROM raw.quarantine")'
+    return text
 
 
 def serve(home: Home, port: int) -> int:

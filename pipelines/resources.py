@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import dagster as dg
@@ -42,8 +43,12 @@ class ArgillaResource(dg.ConfigurableResource):
     def target(self, log: dg.DagsterLogManager | None = None):
         from flywheel.labeling.client import resolve_target
 
-        return resolve_target(Home.from_env(self.home or None).ensure(), start_local=self.start_local,
-                              say=log.info if log else print)
+        def say(message: str) -> None:  # starting the local server takes ~30 s: the person waiting sees why
+            print(message, file=sys.stderr, flush=True)
+            if log:
+                log.info(message)
+
+        return resolve_target(Home.from_env(self.home or None).ensure(), start_local=self.start_local, say=say)
 
 
 def resources_for(deployment: str) -> dict[str, object]:

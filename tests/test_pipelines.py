@@ -231,3 +231,13 @@ def test_an_ingest_run_accepts_absolute_paths_outside_the_landing_folder(home, i
     assert result.success
     with warehouse.session(home.warehouse, read_only=True) as con:
         assert con.execute("SELECT request_id FROM raw.interactions").fetchall() == [("x1",)]
+
+
+def test_pulling_labels_before_anything_was_pushed_starts_no_argilla(home, instance, monkeypatch):
+    monkeypatch.delenv("ARGILLA_API_URL", raising=False)
+    write_lines(home.landing / "a.jsonl", [interaction("a1")])
+    assert _materialize(instance).success
+    result = _defs().resolve_job_def("pull_labels_job").execute_in_process(instance=instance)
+    (labels,) = result.asset_materializations_for_node("labeling__labels")
+    assert labels.metadata["skipped"].value == "nothing pushed to Argilla yet"
+    assert not home.argilla.exists()  # the schedule's pull every 10 minutes does not start a server

@@ -86,6 +86,11 @@ class FileReport:
     quarantine_examples: list[str] = field(default_factory=list)
 
     @property
+    def is_new(self) -> bool:
+        """Whether this run read the file (a first or resumed ingestion), not just recognised its content."""
+        return self.outcome in ("ingested", "resumed")
+
+    @property
     def reconciles(self) -> bool:
         accounted = self.lines_ingested + self.lines_quarantined + self.lines_duplicate + self.lines_blank
         return accounted == self.lines_read

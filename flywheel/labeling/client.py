@@ -64,8 +64,11 @@ def resolve_target(home: Home, start_local: bool = False, say=print) -> ArgillaT
         state, credentials, _ = server.up(say)
         return ArgillaTarget(state.url, credentials.api_key, credentials.workspace, local=True)
     credentials, state = server.credentials(), server.state()
-    if credentials is None or state is None:
+    if credentials is None:
         raise ArgillaUnavailable(
-            "no Argilla configured: set ARGILLA_API_URL and ARGILLA_API_KEY, or start the local one with "
-            "`flywheel argilla up`")
+            "no Argilla yet: start the local one with `flywheel argilla up`, or use yours by setting "
+            "ARGILLA_API_URL and ARGILLA_API_KEY")
+    if state is None:
+        raise ArgillaUnavailable(f"the local Argilla ({server.folder}) is not running: start it with "
+                                 "`flywheel argilla up`")
     return ArgillaTarget(state.url, credentials.api_key, credentials.workspace, local=True)

@@ -195,7 +195,7 @@ class LocalArgilla:
         log.close()
         state = ServerState(pid=process.pid, url=self.url(), log=str(self.log_file))
         self.state_file.write_text(json.dumps(state.__dict__))
-        say(f"starting Argilla on {state.url} (log: {self.log_file}) …")
+        say(f"starting Argilla on {state.url} (about 30 s; log: {self.log_file}) …")
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if process.poll() is not None:

@@ -72,3 +72,11 @@ CREATE TABLE IF NOT EXISTS labeling.record_agreement (
 
 def ensure_labeling_tables(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(LABELING_DDL)
+
+
+def records_pushed(con: duckdb.DuckDBPyConnection) -> int:
+    """How many queued records have reached Argilla: with none, there is nothing to pull."""
+    if not con.execute("SELECT 1 FROM duckdb_tables() WHERE schema_name = 'labeling' AND table_name = 'queue'"
+                       ).fetchall():
+        return 0
+    return con.execute("SELECT count(pushed_at) FROM labeling.queue").fetchall()[0][0]

@@ -28,7 +28,7 @@ from flywheel.labeling.datasets import DatasetSpec
 from flywheel.labeling.store import ensure_labeling_tables
 from flywheel.warehouse import transaction
 
-PUSH_BATCH = 100
+PUSH_BATCH = 50  # the SDK sends at most 50 records a request (it lowers a larger batch size, with a warning)
 
 
 @dataclass

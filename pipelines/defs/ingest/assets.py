@@ -50,13 +50,12 @@ def raw_events(context: dg.AssetExecutionContext, config: IngestConfig, warehous
             context.log.info(f"{path.name}: {report.outcome}, {report.lines_read} lines, "
                              f"{report.lines_ingested} ingested, {report.lines_quarantined} quarantined, "
                              f"{report.lines_duplicate} duplicate")
-            if report.outcome in ("ingested", "resumed"):  # a file ingested before was reported then
+            if report.is_new:  # a file ingested before was reported then
                 for example in report.quarantine_examples[:3]:
                     context.log.warning(f"quarantined {example}")
             done.append(report)
         counts = reports.raw_counts(con)
-        new = {"interactions": 0, "feedback": 0, "quarantine": sum(r.lines_quarantined for r in done
-                                                                  if r.outcome in ("ingested", "resumed"))}
+        new = {"interactions": 0, "feedback": 0, "quarantine": sum(r.lines_quarantined for r in done if r.is_new)}
         file_table = reports.file_rows(done)
         per_day = {t: reports.rows_per_day(con, t) for t in ("interactions", "feedback")}
         preview = con.execute("""SELECT request_id, ts, app_id, model, latency_ms, tokens_in, tokens_out, cost_usd
@@ -64,7 +63,7 @@ def raw_events(context: dg.AssetExecutionContext, config: IngestConfig, warehous
         quarantine_preview = con.execute("""SELECT source_file, line_no, reason FROM raw.quarantine
                                             ORDER BY quarantined_at DESC, line_no LIMIT 10""").fetchall()
         segments = dict(con.execute("SELECT table_name, count(*) FROM raw.segments GROUP BY 1").fetchall())
-        new_files = [r.file_hash for r in done if r.outcome in ("ingested", "resumed")]
+        new_files = [r.file_hash for r in done if r.is_new]
         for table in ("interactions", "feedback"):
             new[table] = con.execute(
                 f"SELECT count(*) FROM raw.{table} WHERE file_hash IN (SELECT unnest(?::VARCHAR[]))", [new_files]
@@ -82,7 +81,7 @@ def raw_events(context: dg.AssetExecutionContext, config: IngestConfig, warehous
     register_days(context.instance, days_with_data)  # the UI shows every day's partition as soon as it has data
 
     files_md = reports.markdown_table(reports.FILE_COLUMNS, [list(r.values()) for r in file_table])
-    common = {"files_seen": len(done), "files_new": sum(r.outcome in ("ingested", "resumed") for r in done),
+    common = {"files_seen": len(done), "files_new": sum(r.is_new for r in done),
               "files": dg.MetadataValue.md(files_md),
               "all_files_reconcile": all(r.reconciles for r in done)}
     yield dg.MaterializeResult(

@@ -4,6 +4,7 @@ import dagster as dg
 
 from flywheel import reports
 from flywheel.labeling.loop import pull_all, queue_and_push
+from flywheel.labeling.store import records_pushed
 from pipelines.resources import ArgillaResource, WarehouseResource
 from pipelines.shared import WAREHOUSE_POOL
 
@@ -59,7 +60,15 @@ def labeling_queue(context: dg.AssetExecutionContext, warehouse: WarehouseResour
 )
 def labeling_labels(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                     argilla: ArgillaResource) -> dg.MaterializeResult:
-    target = argilla.target(context.log)
+    con = warehouse.connect(context.log, read_only=True)
+    try:
+        pushed = records_pushed(con)
+    finally:
+        con.close()
+    if not pushed:
+        # Nothing was ever sent to Argilla: no server to start (the local one takes ~30 s) and nothing to pull.
+        return dg.MaterializeResult(metadata={"labels_total": 0, "skipped": "nothing pushed to Argilla yet"})
+    target = argilla.target(context.log)  # may start the local server: before the warehouse is held
     con = warehouse.connect(context.log)
     try:
         report = pull_all(con, target)
