@@ -63,8 +63,13 @@ def _outcome(run: dg.ExecuteInProcessResult) -> str:
     """'ok', or FAILED with each failed step and the first line of its error (the rest is in the UI)."""
     if run.success:
         return "ok"
-    failures = [f"{event.step_key}: {event.step_failure_data.error.message.strip().splitlines()[0]}"
-                for event in run.get_step_failure_events() if event.step_failure_data.error]
+    failures = []
+    for event in run.get_step_failure_events():
+        error = event.step_failure_data.error
+        while error is not None and error.cause is not None and (error.cls_name or "").startswith("Dagster"):
+            error = error.cause  # the exception our code raised, not Dagster's wrapper around it
+        if error is not None:
+            failures.append(f"{event.step_key}: {error.message.strip().splitlines()[0]}")
     return "FAILED" + (" - " + "; ".join(failures) if failures else "")
 
 

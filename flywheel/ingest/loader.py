@@ -11,6 +11,7 @@ an overlapping export adds nothing twice.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import multiprocessing
@@ -313,10 +314,6 @@ def _ingest(con: duckdb.DuckDBPyConnection, path: Path, size: int, started: floa
     file_hash = content_hash(path)
     mapping = mapping or mapping_beside(path)
     fmt = detect_format(path, mapping) if format_name == "auto" or mapping else format_name
-    workdir = _workdir(database_path(con))
-    spec = BlockSpec(format=fmt, native_bytes=fmt == "native" and container_of(path) == "jsonl",
-                     mapping_path=str(mapping.source) if mapping else None, max_line_bytes=max_line_bytes,
-                     workdir=str(workdir), source_file=str(path), file_hash=file_hash, segments=segments)
 
     # Literals, not bound parameters: see `_commit_blocks`.
     digest, source = sql_literal(file_hash), sql_literal(str(path))
@@ -328,6 +325,10 @@ def _ingest(con: duckdb.DuckDBPyConnection, path: Path, size: int, started: floa
         con.execute(f"INSERT INTO raw.ingest_files VALUES ({source}, {digest}, '{outcome}', now())")
         return _report(con, path, file_hash, outcome, 0, time.perf_counter() - started)
     outcome, skip = ("resumed", ledger[0][1]) if ledger else ("ingested", 0)
+    workdir = _workdir(database_path(con))
+    spec = BlockSpec(format=fmt, native_bytes=fmt == "native" and container_of(path) == "jsonl",
+                     mapping_path=str(mapping.source) if mapping else None, max_line_bytes=max_line_bytes,
+                     workdir=str(workdir), source_file=str(path), file_hash=file_hash, segments=segments)
 
     def record_start() -> None:
         if not ledger:
@@ -340,6 +341,8 @@ def _ingest(con: duckdb.DuckDBPyConnection, path: Path, size: int, started: floa
                                  record_start, threads)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+        with contextlib.suppress(OSError):  # the shared parent goes too once no run uses it
+            workdir.parent.rmdir()
     return _report(con, path, file_hash, outcome, lines_done - skip, time.perf_counter() - started)
 
 
