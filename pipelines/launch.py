@@ -180,12 +180,24 @@ def _ingest_summary(run: dg.ExecuteInProcessResult) -> str:
     return text
 
 
+WORKSPACE = """# Written by `flywheel dagster`: the code location is called flywheel.
+load_from:
+  - python_module:
+      module_name: pipelines.definitions
+      location_name: flywheel
+      working_directory: {root}
+"""
+
+
 def serve(home: Home, port: int) -> int:
     prepare_instance(home)
-    command = [sys.executable, "-m", "dagster", "dev", "-h", "127.0.0.1", "-p", str(port),
-               "-m", "pipelines.definitions"]
+    workspace = home.dagster_home / "workspace.yaml"
+    workspace.write_text(WORKSPACE.format(root=REPO_ROOT))
+    command = [sys.executable, "-m", "dagster", "dev", "-h", "127.0.0.1", "-p", str(port), "-w", str(workspace)]
+    # `dagster dev` announces its successor (`dg dev`, from another package) at every start: not for our users.
+    env = {**os.environ, "PYTHONWARNINGS": "ignore:Function `dev_command` is superseded"}
     # dagster dev ignores SIGINT/SIGTERM when started with them ignored; restore the defaults.
-    process = subprocess.Popen(command, cwd=home.dagster_home,
+    process = subprocess.Popen(command, cwd=home.dagster_home, env=env,
                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         return process.wait()

@@ -226,6 +226,7 @@ class LocalArgilla:
                 break
         self._stop_strays()
         self.state_file.unlink(missing_ok=True)
+        _clean_old_ui_copies(self.folder / "tmp")  # the UI the server copied out at start-up
         return True
 
     def _stop_strays(self) -> None:
@@ -257,6 +258,7 @@ def _tail(path: Path, lines: int = 25) -> str:
 
 
 def _clean_old_ui_copies(tmp: Path) -> None:
+    """Importing argilla_server copies its 14 MB UI into a new temporary folder every time, never removed."""
     for entry in tmp.glob("*"):
         if entry.is_dir():
             shutil.rmtree(entry, ignore_errors=True)
