@@ -36,8 +36,6 @@ def main() -> None:
     from flywheel.simulate import simulate
     from flywheel.sqlmodels import load_models, materialize
 
-    sources = {("raw", "interactions"), ("raw", "feedback"), ("raw", "quarantine"), ("reference", "model_prices"),
-               ("dedup", "clusters")}
     with tempfile.TemporaryDirectory(prefix="flywheel-quality-") as tmp:
         source = Path(tmp) / "traffic.jsonl"
         simulate(source, args.rows, seed=21)
@@ -51,7 +49,7 @@ def main() -> None:
             days = [d for (d,) in con.execute("SELECT DISTINCT event_date FROM raw.interactions ORDER BY 1").fetchall()]
             every_day = DayRange(days[0], days[-1])
             failures = 0
-            for model in load_models(sources=sources):
+            for model in load_models():
                 if model.relation == "intermediate.int_cluster_members":
                     t = time.perf_counter()
                     build_clusters(con, MinHasher())

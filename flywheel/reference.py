@@ -28,3 +28,10 @@ def write_model_prices(con: duckdb.DuckDBPyConnection, prices: PriceTable | None
     con.execute("CREATE OR REPLACE TABLE reference.model_prices AS SELECT * FROM model_prices_rows")
     con.unregister("model_prices_rows")
     return {"priced": len(rows), "unpriced": len(names) - len(rows)}
+
+
+def unpriced_models(con: duckdb.DuckDBPyConnection, limit: int = 20) -> list[str]:
+    """Model names in the traffic that the price table does not know (their cost stays unknown)."""
+    return [row[0] for row in con.execute("""
+        SELECT DISTINCT model FROM raw.interactions
+        WHERE model NOT IN (SELECT model FROM reference.model_prices) ORDER BY 1 LIMIT ?""", [limit]).fetchall()]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 import duckdb
@@ -47,6 +49,54 @@ def per_app_and_model(con: duckdb.DuckDBPyConnection) -> list[tuple]:
                round(avg(feedback_score), 2) AS feedback_score
         FROM intermediate.int_interactions GROUP BY ALL ORDER BY app_id, calls DESC
     """).fetchall()
+
+
+def preview(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None, max_columns: int = 8) -> str:
+    """The rows a query returns, as a markdown table (its first `max_columns` columns)."""
+    cursor = con.execute(sql, params or [])
+    columns = [d[0] for d in cursor.description][:max_columns]
+    return markdown_table(columns, [row[:max_columns] for row in cursor.fetchall()])
+
+
+@dataclass(frozen=True)
+class IngestSummary:
+    """What an ingestion run brought, for its Dagster metadata."""
+
+    totals: dict[str, int]
+    new_rows: dict[str, int]                   # interactions, feedback, quarantine added by this run
+    rows_per_day: dict[str, list[tuple[str, int]]]
+    segments: dict[str, int]                   # registered Parquet segments per raw table
+    days_touched: list[str]                    # days with new interactions, or new feedback on them
+    days_with_data: list[date]
+    interactions_preview: str
+    quarantine_preview: str
+
+
+def ingest_summary(con: duckdb.DuckDBPyConnection, file_reports: list[FileReport]) -> IngestSummary:
+    new_files = [r.file_hash for r in file_reports if r.is_new]
+    new_rows = {table: con.execute(f"SELECT count(*) FROM raw.{table} WHERE file_hash IN (SELECT unnest(?))",
+                                   [new_files]).fetchall()[0][0] for table in ("interactions", "feedback")}
+    new_rows["quarantine"] = sum(r.lines_quarantined for r in file_reports if r.is_new)
+    days_touched = [str(day) for (day,) in con.execute("""
+        SELECT event_date FROM raw.interactions WHERE file_hash IN (SELECT unnest($1))
+        UNION
+        SELECT i.event_date FROM raw.feedback f JOIN raw.interactions i USING (request_id)
+        WHERE f.file_hash IN (SELECT unnest($1))
+        ORDER BY 1""", [new_files]).fetchall()]
+    return IngestSummary(
+        totals=raw_counts(con),
+        new_rows=new_rows,
+        rows_per_day={table: rows_per_day(con, table) for table in ("interactions", "feedback")},
+        segments=dict(con.execute("SELECT table_name, count(*) FROM raw.segments GROUP BY 1").fetchall()),
+        days_touched=days_touched,
+        days_with_data=[d for (d,) in con.execute("SELECT DISTINCT event_date FROM raw.interactions").fetchall()],
+        interactions_preview=preview(con, """
+            SELECT request_id, ts, app_id AS app, model, latency_ms, tokens_in, tokens_out, cost_usd
+            FROM raw.interactions ORDER BY ingested_at DESC, source_line LIMIT 5"""),
+        quarantine_preview=preview(con, """
+            SELECT source_file AS file, line_no AS line, reason FROM raw.quarantine
+            ORDER BY quarantined_at DESC, line_no LIMIT 10"""),
+    )
 
 
 def markdown_table(columns: list[str] | tuple[str, ...], rows: list[tuple] | list[list]) -> str:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import duckdb
 import sqlglot
+import yaml
 from sqlglot import exp
 
 from flywheel import sqlfunctions
@@ -100,8 +101,20 @@ def parse_model(path: Path, layer: str) -> SqlModel:
                     tuple(sorted(refs)))
 
 
-def load_models(root: Path = MODELS_DIR, sources: set[tuple[str, str]] = frozenset()) -> list[SqlModel]:
-    """All models under `root`, in dependency order; `sources` are the tables that exist outside models."""
+def load_sources(root: Path = MODELS_DIR) -> set[tuple[str, str]]:
+    """The tables models may read that no model makes, as declared in `sources.yml` beside the models."""
+    path = root / "sources.yml"
+    try:
+        declared = yaml.safe_load(path.read_text(encoding="utf-8"))["sources"]
+        return {(schema, table) for schema, tables in declared.items() for table in tables}
+    except (OSError, KeyError, TypeError, AttributeError, yaml.YAMLError) as error:
+        raise ModelError(f"{path}: expected 'sources: {{schema: [table, ...]}}' ({error})") from error
+
+
+def load_models(root: Path = MODELS_DIR, sources: set[tuple[str, str]] | None = None) -> list[SqlModel]:
+    """All models under `root`, in dependency order; `sources` are the tables that exist outside models
+    (default: the root's `sources.yml`)."""
+    sources = load_sources(root) if sources is None else sources
     models: dict[tuple[str, str], SqlModel] = {}
     for layer in LAYERS:
         for path in sorted((root / layer).glob("*.sql")):
@@ -168,6 +181,13 @@ def materialize(con: duckdb.DuckDBPyConnection, model: SqlModel, days: DayRange 
         written = con.execute(f"INSERT INTO {model.relation} BY NAME SELECT * FROM model_day").fetchall()[0][0]
         con.execute("DROP TABLE model_day")
     return Materialization(model.relation, written, _count(con, model.relation), days, recreated)
+
+
+def model_preview_sql(model: SqlModel, days: DayRange | None = None, rows: int = 5) -> str:
+    """A few rows of a model (of the days just built, for an incremental one)."""
+    where = (f" WHERE {model.partition_by} BETWEEN DATE '{days.first}' AND DATE '{days.last}'"
+             if days and model.partition_by else "")
+    return f"SELECT * FROM {model.relation}{where} LIMIT {rows}"
 
 
 def _columns(con: duckdb.DuckDBPyConnection, relation: str) -> list[tuple[str, str]]:

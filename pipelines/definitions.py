@@ -6,16 +6,23 @@ import os
 
 import dagster as dg
 
+from pipelines.defs.build import definitions as build
+from pipelines.defs.dedup import definitions as dedup
 from pipelines.defs.ingest import definitions as ingest
 from pipelines.defs.labeling import definitions as labeling
+from pipelines.defs.reference import definitions as reference
 from pipelines.defs.sql_models import definitions as sql_models
 from pipelines.resources import resources_for
 
 DEPLOYMENT = os.environ.get("FLYWHEEL_DEPLOYMENT", "local")
 
+# One package per stage, in the direction of the data; `build` holds the job and sensor that run the middle ones.
 defs = dg.Definitions.merge(
     ingest.defs,
+    reference.defs,
     sql_models.defs,
+    dedup.defs,
     labeling.defs,
+    build.defs,
     dg.Definitions(resources=resources_for(DEPLOYMENT)),
 )

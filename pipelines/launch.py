@@ -91,7 +91,7 @@ def build(home: Home, *, only: list[date] | None = None, since: date | None = No
     instance the UI and the sensors read."""
     from pipelines.builds import plan_build, range_tags
     from pipelines.definitions import defs
-    from pipelines.defs.sql_models.jobs import BUILD_ASSETS
+    from pipelines.defs.build.jobs import BUILD_ASSETS
 
     if instance is None:
         with prepare_instance(home) as mine:  # disposed at the end: its SQLite files are left checkpointed

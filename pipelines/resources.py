@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -27,6 +29,16 @@ class WarehouseResource(dg.ConfigurableResource):
     def connect(self, log: dg.DagsterLogManager | None = None, read_only: bool = False) -> duckdb.DuckDBPyConnection:
         return warehouse.connect(self.layout.warehouse, read_only=read_only,
                                  on_wait=log.info if log else None)
+
+    @contextmanager
+    def session(self, log: dg.DagsterLogManager | None = None, read_only: bool = False
+                ) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection for the length of a `with` block, closed whatever happens."""
+        con = self.connect(log, read_only=read_only)
+        try:
+            yield con
+        finally:
+            con.close()
 
     @property
     def landing(self) -> Path:

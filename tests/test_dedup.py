@@ -48,9 +48,7 @@ def test_a_stricter_threshold_splits_what_a_looser_one_joins():
 def _stage(con, tmp_path, day: str, events: list[dict]) -> date:
     ingest_file(con, write_lines(tmp_path / f"{day}.jsonl", events))
     write_model_prices(con)
-    (staging,) = [m for m in load_models(sources={("raw", "interactions"), ("raw", "feedback"),
-                                                  ("reference", "model_prices"), ("dedup", "clusters"),
-                                                  ("raw", "quarantine")})
+    (staging,) = [m for m in load_models()
                   if m.relation == "staging.stg_interactions"]
     when = date.fromisoformat(day)
     materialize(con, staging, when)

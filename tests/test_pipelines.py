@@ -105,7 +105,7 @@ def _days_built(home) -> list[tuple[str, int]]:
 def test_the_build_sensor_requests_one_run_for_exactly_the_days_that_need_building(home, instance):
     from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-    from pipelines.defs.sql_models.jobs import build_sensor
+    from pipelines.defs.build.jobs import build_sensor
 
     def sensor():
         return build_sensor(dg.build_sensor_context(instance=instance, definitions=_defs()))

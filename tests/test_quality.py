@@ -20,7 +20,7 @@ DAY = date(2026, 11, 20)
 def build(con, tmp_path, events, name="in.jsonl"):
     ingest_file(con, write_lines(tmp_path / name, events))
     write_model_prices(con)
-    for model in load_models(sources=RAW):
+    for model in load_models():
         # the cluster models need dedup, which these checks do not
         if "dedup" not in {schema for schema, _ in model.depends_on} and \
                 ("intermediate", "int_cluster_members") not in model.depends_on:
@@ -71,7 +71,7 @@ def test_a_day_with_a_timestamp_in_the_future_fails(con, tmp_path, clean_day):
     day = date(2099, 1, 1)
     ingest_file(con, write_lines(tmp_path / "f.jsonl", [interaction("future", timestamp="2099-01-01T00:00:00Z")]))
     write_model_prices(con)
-    for model in load_models(sources=RAW):
+    for model in load_models():
         # the cluster models need dedup, which these checks do not
         if "dedup" not in {schema for schema, _ in model.depends_on} and \
                 ("intermediate", "int_cluster_members") not in model.depends_on:

@@ -25,7 +25,7 @@ def write_model(root: Path, layer: str, name: str, sql: str) -> Path:
 
 
 def test_the_project_models_load_in_dependency_order():
-    models = load_models(sources=RAW)
+    models = load_models()
     order = [m.relation for m in models]
     assert order.index("staging.stg_interactions") < order.index("intermediate.int_interactions")
     assert order.index("intermediate.int_feedback_by_request") < order.index("intermediate.int_interactions")
@@ -45,6 +45,15 @@ def test_a_new_file_is_a_new_model_with_its_upstreams(tmp_path):
     mart = next(m for m in load_models(root, RAW) if m.name == "calls_per_model")
     assert mart.depends_on == (("intermediate", "int_interactions"),)  # the CTE is not a dependency
     assert mart.description == "calls per model"
+
+
+def test_the_sources_models_may_read_are_declared_beside_them(tmp_path):
+    root = tmp_path / "models"
+    shutil.copytree(MODELS_DIR, root)
+    assert ("raw", "interactions") in {m for model in load_models(root) for m in model.depends_on}
+    (root / "sources.yml").write_text("sources: [raw]\n")
+    with pytest.raises(ModelError, match=r"models/sources.yml: expected 'sources: \{schema: \[table"):
+        load_models(root)
 
 
 @pytest.mark.parametrize(("files", "message"), [
@@ -79,7 +88,7 @@ def _build(con, day: date) -> dict[str, int]:
     from flywheel.dedup import MinHasher, build_clusters
 
     written = {}
-    for model in load_models(sources=RAW):
+    for model in load_models():
         if model.relation == "intermediate.int_cluster_members":
             build_clusters(con, MinHasher())
         result = materialize(con, model, day if model.materialized == "incremental" else None)

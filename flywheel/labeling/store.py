@@ -80,3 +80,22 @@ def records_pushed(con: duckdb.DuckDBPyConnection) -> int:
                        ).fetchall():
         return 0
     return con.execute("SELECT count(pushed_at) FROM labeling.queue").fetchall()[0][0]
+
+
+def queue_summary(con: duckdb.DuckDBPyConnection) -> tuple[int, int, str]:
+    """Records queued, records pushed, and the latest queued as a markdown table."""
+    from flywheel.reports import preview
+
+    total, pushed = con.execute("SELECT count(*), count(pushed_at) FROM labeling.queue").fetchall()[0]
+    return total, pushed, preview(con, """SELECT record_id, kind, strategy, app_id, model, round FROM labeling.queue
+                                         ORDER BY queued_at DESC, record_id LIMIT 10""")
+
+
+def labels_summary(con: duckdb.DuckDBPyConnection) -> tuple[int, int, str]:
+    """Labels held, labels discarded, and the latest as a markdown table."""
+    from flywheel.reports import preview
+
+    total, discarded = con.execute("SELECT count(*), count(*) FILTER (WHERE status = 'discarded') "
+                                   "FROM labeling.labels").fetchall()[0]
+    return total, discarded, preview(con, """SELECT record_id, username, status, answers FROM labeling.labels
+                                            ORDER BY updated_at DESC LIMIT 10""")

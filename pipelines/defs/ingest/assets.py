@@ -42,9 +42,8 @@ class IngestConfig(dg.Config):
 def raw_events(context: dg.AssetExecutionContext, config: IngestConfig, warehouse: WarehouseResource):
     # paths in the run config are relative to the landing folder (as the sensor sends them) or absolute
     files = discover([warehouse.landing / p for p in config.paths] if config.paths else [warehouse.landing])
-    con = warehouse.connect(context.log)
-    try:
-        done = []
+    done = []
+    with warehouse.session(context.log) as con:
         for path in files:
             report = ingest_file(con, path, batch_lines=config.batch_lines, workers="auto")
             context.log.info(f"{path.name}: {report.outcome}, {report.lines_read} lines, "
@@ -54,57 +53,32 @@ def raw_events(context: dg.AssetExecutionContext, config: IngestConfig, warehous
                 for example in report.quarantine_examples[:3]:
                     context.log.warning(f"quarantined {example}")
             done.append(report)
-        counts = reports.raw_counts(con)
-        new = {"interactions": 0, "feedback": 0, "quarantine": sum(r.lines_quarantined for r in done if r.is_new)}
-        file_table = reports.file_rows(done)
-        per_day = {t: reports.rows_per_day(con, t) for t in ("interactions", "feedback")}
-        preview = con.execute("""SELECT request_id, ts, app_id, model, latency_ms, tokens_in, tokens_out, cost_usd
-                                 FROM raw.interactions ORDER BY ingested_at DESC, source_line LIMIT 5""").fetchall()
-        quarantine_preview = con.execute("""SELECT source_file, line_no, reason FROM raw.quarantine
-                                            ORDER BY quarantined_at DESC, line_no LIMIT 10""").fetchall()
-        segments = dict(con.execute("SELECT table_name, count(*) FROM raw.segments GROUP BY 1").fetchall())
-        new_files = [r.file_hash for r in done if r.is_new]
-        for table in ("interactions", "feedback"):
-            new[table] = con.execute(
-                f"SELECT count(*) FROM raw.{table} WHERE file_hash IN (SELECT unnest(?::VARCHAR[]))", [new_files]
-            ).fetchall()[0][0]
-        # The days whose downstream partitions must be rebuilt: new interactions, or new feedback on them.
-        days_touched = [str(day) for (day,) in con.execute("""
-            SELECT event_date FROM raw.interactions WHERE file_hash IN (SELECT unnest($1::VARCHAR[]))
-            UNION
-            SELECT i.event_date FROM raw.feedback f JOIN raw.interactions i USING (request_id)
-            WHERE f.file_hash IN (SELECT unnest($1::VARCHAR[]))
-            ORDER BY 1""", [new_files]).fetchall()]
-        days_with_data = [day for (day,) in con.execute("SELECT DISTINCT event_date FROM raw.interactions").fetchall()]
-    finally:
-        con.close()
-    register_days(context.instance, days_with_data)  # the UI shows every day's partition as soon as it has data
+        summary = reports.ingest_summary(con, done)
+    register_days(context.instance, summary.days_with_data)  # the UI shows every day's partition as soon as it has data
 
-    files_md = reports.markdown_table(reports.FILE_COLUMNS, [list(r.values()) for r in file_table])
+    files_md = reports.markdown_table(reports.FILE_COLUMNS, [list(r.values()) for r in reports.file_rows(done)])
     common = {"files_seen": len(done), "files_new": sum(r.is_new for r in done),
               "files": dg.MetadataValue.md(files_md),
               "all_files_reconcile": all(r.reconciles for r in done)}
     yield dg.MaterializeResult(
         asset_key=["raw", "interactions"],
-        metadata={**common, "rows_total": counts["interactions"], "rows_new": new["interactions"],
-                  "parquet_segments": segments.get("interactions", 0),
-                  "days_touched": dg.MetadataValue.json(days_touched),
-                  "rows_per_day": dg.MetadataValue.md(reports.markdown_table(("event_date", "rows"),
-                                                                              per_day["interactions"])),
-                  "preview": dg.MetadataValue.md(reports.markdown_table(
-                      ("request_id", "ts", "app", "model", "latency_ms", "tokens_in", "tokens_out", "cost_usd"),
-                      preview))},
+        metadata={**common, "rows_total": summary.totals["interactions"], "rows_new": summary.new_rows["interactions"],
+                  "parquet_segments": summary.segments.get("interactions", 0),
+                  "days_touched": dg.MetadataValue.json(summary.days_touched),
+                  "rows_per_day": dg.MetadataValue.md(reports.markdown_table(
+                      ("event_date", "rows"), summary.rows_per_day["interactions"])),
+                  "preview": dg.MetadataValue.md(summary.interactions_preview)},
     )
     yield dg.MaterializeResult(
         asset_key=["raw", "feedback"],
-        metadata={**common, "rows_total": counts["feedback"], "rows_new": new["feedback"],
-                  "parquet_segments": segments.get("feedback", 0),
-                  "rows_per_day": dg.MetadataValue.md(reports.markdown_table(("event_date", "rows"),
-                                                                              per_day["feedback"]))},
+        metadata={**common, "rows_total": summary.totals["feedback"], "rows_new": summary.new_rows["feedback"],
+                  "parquet_segments": summary.segments.get("feedback", 0),
+                  "rows_per_day": dg.MetadataValue.md(reports.markdown_table(
+                      ("event_date", "rows"), summary.rows_per_day["feedback"]))},
     )
     yield dg.MaterializeResult(
         asset_key=["raw", "quarantine"],
-        metadata={**common, "rows_total": counts["quarantined_lines"], "rows_new": new["quarantine"],
-                  "latest": dg.MetadataValue.md(reports.markdown_table(("file", "line", "reason"),
-                                                                        quarantine_preview))},
+        metadata={**common, "rows_total": summary.totals["quarantined_lines"],
+                  "rows_new": summary.new_rows["quarantine"],
+                  "latest": dg.MetadataValue.md(summary.quarantine_preview)},
     )

@@ -2,19 +2,12 @@
 
 import dagster as dg
 
-from flywheel import reports
 from flywheel.labeling.loop import pull_all, queue_and_push
-from flywheel.labeling.store import records_pushed
+from flywheel.labeling.store import labels_summary, queue_summary, records_pushed
 from pipelines.resources import ArgillaResource, WarehouseResource
 from pipelines.shared import WAREHOUSE_POOL
 
 CANDIDATES = dg.AssetKey(["intermediate", "int_labeling_candidates"])
-
-
-def _preview(con, sql: str) -> dg.MarkdownMetadataValue:
-    cursor = con.execute(sql)
-    columns = [c[0] for c in cursor.description]
-    return dg.MetadataValue.md(reports.markdown_table(columns, cursor.fetchall()))
 
 
 @dg.asset(
@@ -30,17 +23,12 @@ def _preview(con, sql: str) -> dg.MarkdownMetadataValue:
 def labeling_queue(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                    argilla: ArgillaResource) -> dg.MaterializeResult:
     target = argilla.target(context.log)
-    con = warehouse.connect(context.log)
-    try:
+    with warehouse.session(context.log) as con:
         report = queue_and_push(con, target, on_batch=lambda kind, done, total: context.log.info(
             f"{kind}: pushed {done}/{total}"))
-        totals = con.execute("SELECT count(*), count(pushed_at) FROM labeling.queue").fetchone()
-        preview = _preview(con, "SELECT record_id, kind, strategy, app_id, model, round FROM labeling.queue "
-                                "ORDER BY queued_at DESC, record_id LIMIT 10")
-    finally:
-        con.close()
-    metadata: dict = {"argilla_url": dg.MetadataValue.url(target.api_url), "queue_total": totals[0],
-                      "queue_pushed": totals[1], "preview": preview}
+        total, pushed, preview = queue_summary(con)
+    metadata: dict = {"argilla_url": dg.MetadataValue.url(target.api_url), "queue_total": total,
+                      "queue_pushed": pushed, "preview": dg.MetadataValue.md(preview)}
     for kind, sampled in report.sampled.items():
         metadata[f"{kind}/candidates"] = sampled.candidates
         metadata[f"{kind}/queued"] = sampled.queued
@@ -60,25 +48,16 @@ def labeling_queue(context: dg.AssetExecutionContext, warehouse: WarehouseResour
 )
 def labeling_labels(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                     argilla: ArgillaResource) -> dg.MaterializeResult:
-    con = warehouse.connect(context.log, read_only=True)
-    try:
+    with warehouse.session(context.log, read_only=True) as con:
         pushed = records_pushed(con)
-    finally:
-        con.close()
     if not pushed:
         # Nothing was ever sent to Argilla: no server to start (the local one takes ~30 s) and nothing to pull.
         return dg.MaterializeResult(metadata={"labels_total": 0, "skipped": "nothing pushed to Argilla yet"})
     target = argilla.target(context.log)  # may start the local server: before the warehouse is held
-    con = warehouse.connect(context.log)
-    try:
+    with warehouse.session(context.log) as con:
         report = pull_all(con, target)
-        labels = con.execute("SELECT count(*), count(*) FILTER (WHERE status = 'discarded') FROM labeling.labels")
-        labels = labels.fetchone()
-        preview = _preview(con, "SELECT record_id, username, status, answers FROM labeling.labels "
-                                "ORDER BY updated_at DESC LIMIT 10")
-    finally:
-        con.close()
-    metadata: dict = {"labels_total": labels[0], "labels_discarded": labels[1], "preview": preview}
+        total, discarded, preview = labels_summary(con)
+    metadata: dict = {"labels_total": total, "labels_discarded": discarded, "preview": dg.MetadataValue.md(preview)}
     for kind, pulled in report.pulled.items():
         progress = pulled.progress or {}
         metadata[f"{kind}/progress"] = dg.MetadataValue.json(progress)

@@ -1,5 +1,4 @@
-"""Every SQL model in dbt_like_sql/ as a Dagster asset, the near-duplicate clusters, and the reference tables
-they join.
+"""Every SQL model in dbt_like_sql/ as a Dagster asset, with its expectation suite as asset checks.
 
 Assets are generated from the files: adding a `.sql` file adds an asset with the right upstreams.
 Incremental models are partitioned by day and build a range of days in one run (a backfill of a year is one
@@ -13,74 +12,17 @@ import dagster as dg
 
 from flywheel import reports
 from flywheel.days import DayRange, warehouse_watermark
-from flywheel.dedup import DedupConfig, MinHasher, build_clusters
 from flywheel.quality import SuiteOutcome, check_relation, has_suite, suite_path
-from flywheel.reference import write_model_prices
-from flywheel.settings import SCHEMAS_DIR
-from flywheel.sqlmodels import SqlModel, load_models, materialize
+from flywheel.settings import REPO_ROOT
+from flywheel.sqlmodels import SqlModel, load_models, materialize, model_preview_sql
 from pipelines.builds import data_version
 from pipelines.resources import WarehouseResource
 from pipelines.shared import DAYS, WAREHOUSE_POOL
 
-SOURCES = {("raw", "interactions"), ("raw", "feedback"), ("raw", "quarantine"), ("reference", "model_prices"),
-           ("dedup", "clusters")}
-DEDUP_CODE_VERSION = hashlib.sha1(repr(DedupConfig()).encode()).hexdigest()[:12]
-PRICES_CODE_VERSION = hashlib.sha1((SCHEMAS_DIR / "prices.yaml").read_bytes()).hexdigest()[:12]
-
-
-@dg.asset(
-    key=["reference", "model_prices"],
-    deps=[dg.AssetKey(["raw", "interactions"])],
-    group_name="reference",
-    kinds={"duckdb"},
-    pool=WAREHOUSE_POOL,
-    code_version=PRICES_CODE_VERSION,
-    description="Every model name seen in the traffic, resolved against schemas/prices.yaml.",
-)
-def model_prices(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
-    con = warehouse.connect(context.log)
-    try:
-        watermark = warehouse_watermark(con)
-        counts = write_model_prices(con)
-        unpriced = [r[0] for r in con.execute("""
-            SELECT DISTINCT model FROM raw.interactions
-            WHERE model NOT IN (SELECT model FROM reference.model_prices) ORDER BY 1 LIMIT 20""").fetchall()]
-    finally:
-        con.close()
-    if unpriced:
-        context.log.warning(f"models without a price (add them to schemas/prices.yaml): {unpriced}")
-    return dg.MaterializeResult(metadata={**counts, "unpriced_models": ", ".join(unpriced) or "none"},
-                                data_version=data_version(watermark, PRICES_CODE_VERSION))
-
-
-@dg.asset(
-    key=["dedup", "clusters"],
-    deps=[dg.AssetKey(["staging", "stg_interactions"])],
-    group_name="dedup",
-    kinds={"duckdb", "python"},
-    pool=WAREHOUSE_POOL,
-    code_version=DEDUP_CODE_VERSION,
-    description="Near-duplicate clusters of prompts (MinHash + LSH) over every day at once, so they do not "
-                "depend on the order days were built in; cluster_id is the request_id of the cluster's "
-                "earliest member.",
-)
-def near_duplicate_clusters(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
-    con = warehouse.connect(context.log)
-    try:
-        watermark = warehouse_watermark(con)
-        result = build_clusters(con, MinHasher(DedupConfig()))
-        largest = con.execute("""SELECT cluster_id, count(*) AS members FROM dedup.clusters
-                                 GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 5""").fetchall()
-    finally:
-        con.close()
-    return dg.MaterializeResult(
-        metadata={
-            "interactions": result.interactions, "distinct_prompts": result.distinct_prompts,
-            "clusters": result.clusters, "clusters_with_several_members": result.multi_member_clusters,
-            "largest_clusters": dg.MetadataValue.md(reports.markdown_table(("cluster_id", "members"), largest)),
-        },
-        data_version=data_version(watermark, DEDUP_CODE_VERSION),
-    )
+# The SQL calls Python (redaction, token estimates): a change there changes what every model makes.
+FUNCTIONS_VERSION = hashlib.sha1(b"".join(
+    (REPO_ROOT / "flywheel" / name).read_bytes() for name in ("redact.py", "sqlfunctions.py", "pricing.py"))
+).hexdigest()[:12]
 
 
 def _check_results(outcome: SuiteOutcome) -> list[dg.AssetCheckResult]:
@@ -107,7 +49,7 @@ def _check_results(outcome: SuiteOutcome) -> list[dg.AssetCheckResult]:
 def _asset_for(model: SqlModel) -> dg.AssetsDefinition:
     incremental = model.materialized == "incremental"
     key = dg.AssetKey([model.layer, model.name])
-    code_version = hashlib.sha1(model.sql.encode()).hexdigest()[:12]
+    code_version = hashlib.sha1(f"{model.sql}|{FUNCTIONS_VERSION}".encode()).hexdigest()[:12]
     checks = [
         dg.AssetCheckSpec("expectations_error", asset=key, blocking=True,
                           description=f"ERROR expectations of {suite_path(model.relation).name}: block downstream"),
@@ -132,21 +74,14 @@ def _asset_for(model: SqlModel) -> dg.AssetsDefinition:
         if incremental:
             keys = context.partition_key_range
             days = DayRange.parse(keys.start, keys.end)
-        con = warehouse.connect(context.log)
-        try:
+        with warehouse.session(context.log) as con:
             watermark = warehouse_watermark(con)
             result = materialize(con, model, days)
             if result.recreated:
                 context.log.warning(f"{model.relation}: its columns changed, so the table was made anew; the days "
                                     "outside this run are rebuilt by the next build (they need it: new code)")
-            where = (f"WHERE {model.partition_by} BETWEEN DATE '{days.first}' AND DATE '{days.last}'"
-                     if days else "")
-            cursor = con.execute(f"SELECT * FROM {model.relation} {where} LIMIT 5")
-            columns = [d[0] for d in cursor.description]
-            preview = reports.markdown_table(columns[:8], [row[:8] for row in cursor.fetchall()])
+            preview = reports.preview(con, model_preview_sql(model, days))
             outcome = check_relation(con, model.relation, days) if checks else None
-        finally:
-            con.close()
         metadata = {"rows_written": result.rows_written, "rows_total": result.rows_total,
                     "materialized": model.materialized, "preview": dg.MetadataValue.md(preview)}
         if days:
@@ -160,5 +95,5 @@ def _asset_for(model: SqlModel) -> dg.AssetsDefinition:
     return build
 
 
-SQL_MODELS = load_models(sources=SOURCES)
+SQL_MODELS = load_models()
 sql_model_assets = [_asset_for(model) for model in SQL_MODELS]

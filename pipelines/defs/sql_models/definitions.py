@@ -1,9 +1,5 @@
 import dagster as dg
 
-from pipelines.defs.sql_models.jobs import BUILD_ASSETS, build_job, build_sensor
+from pipelines.defs.sql_models.assets import sql_model_assets
 
-defs = dg.Definitions(
-    assets=BUILD_ASSETS,
-    jobs=[build_job],
-    sensors=[build_sensor],
-)
+defs = dg.Definitions(assets=sql_model_assets)

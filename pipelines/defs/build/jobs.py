@@ -8,7 +8,9 @@ import dagster as dg
 from flywheel import warehouse
 from flywheel.settings import Home
 from pipelines.builds import plan_build, range_tags
-from pipelines.defs.sql_models.assets import model_prices, near_duplicate_clusters, sql_model_assets
+from pipelines.defs.dedup.assets import near_duplicate_clusters
+from pipelines.defs.reference.assets import model_prices
+from pipelines.defs.sql_models.assets import sql_model_assets
 from pipelines.shared import WAREHOUSE_WRITE_TAGS
 
 BUILD_ASSETS = [model_prices, near_duplicate_clusters, *sql_model_assets]
