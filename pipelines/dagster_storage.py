@@ -14,6 +14,7 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from dagster import Field, StringSource
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SQLITE_BUSY_TIMEOUT_SECONDS, SqliteEventLogStorage
 from dagster._core.storage.sqlite_storage import DagsterSqliteStorage, _event_logs_directory
 from dagster._serdes import ConfigurableClassData
@@ -74,8 +75,9 @@ class FlywheelSqliteStorage(DagsterSqliteStorage):
 
     @classmethod
     def config_type(cls) -> dict:
-        return {}
+        return {"base_dir": Field(StringSource, is_required=False)}
 
     @classmethod
     def from_config_value(cls, inst_data: ConfigurableClassData, config_value: dict) -> FlywheelSqliteStorage:
-        return cls.from_local(os.environ["DAGSTER_HOME"], inst_data=inst_data)
+        # `flywheel` writes the folder into the copy of dagster.yaml it keeps there; DAGSTER_HOME otherwise.
+        return cls.from_local(config_value.get("base_dir") or os.environ["DAGSTER_HOME"], inst_data=inst_data)

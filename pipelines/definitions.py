@@ -16,13 +16,14 @@ from pipelines.resources import resources_for
 
 DEPLOYMENT = os.environ.get("FLYWHEEL_DEPLOYMENT", "local")
 
-# One package per stage, in the direction of the data; `build` holds the job and sensor that run the middle ones.
-defs = dg.Definitions.merge(
-    ingest.defs,
-    reference.defs,
-    sql_models.defs,
-    dedup.defs,
-    labeling.defs,
-    build.defs,
-    dg.Definitions(resources=resources_for(DEPLOYMENT)),
-)
+
+
+def definitions_for(home: str = "") -> dg.Definitions:
+    """Every stage's definitions with the deployment's resources; `home` binds them to one FLYWHEEL_HOME (the
+    CLI's in-process runs), empty reads FLYWHEEL_HOME when a run executes (the Dagster UI and daemon)."""
+    # One package per stage, in the direction of the data; `build` holds the job and sensor that run the middle.
+    return dg.Definitions.merge(ingest.defs, reference.defs, sql_models.defs, dedup.defs, labeling.defs, build.defs,
+                                dg.Definitions(resources=resources_for(DEPLOYMENT, home=home)))
+
+
+defs = definitions_for()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -13,6 +12,7 @@ from datetime import date
 
 import dagster as dg
 import psutil
+import yaml
 
 from flywheel import warehouse
 from flywheel.processes import alive
@@ -25,12 +25,14 @@ PROCESS_TAG = "flywheel/process"
 
 
 def prepare_instance(home: Home) -> dg.DagsterInstance:
-    """Point DAGSTER_HOME at FLYWHEEL_HOME/dagster, with the project's dagster.yaml."""
+    """The Dagster instance in FLYWHEEL_HOME/dagster, with the project's dagster.yaml (its storage pointed at
+    that folder), opened without changing this process's environment."""
     home.ensure()
-    shutil.copyfile(REPO_ROOT / "dagster.yaml", home.dagster_home / "dagster.yaml")
-    os.environ["DAGSTER_HOME"] = str(home.dagster_home)
-    os.environ["FLYWHEEL_HOME"] = str(home.root)
-    return dg.DagsterInstance.get()
+    config = yaml.safe_load((REPO_ROOT / "dagster.yaml").read_text())
+    config["storage"]["custom"]["config"] = {"base_dir": str(home.dagster_home)}
+    header = "# Written by flywheel from the project's dagster.yaml (storage pointed at this folder).\n"
+    (home.dagster_home / "dagster.yaml").write_text(header + yaml.safe_dump(config, sort_keys=False))
+    return dg.DagsterInstance.from_config(str(home.dagster_home))
 
 
 def _process_identity(pid: int) -> str:
@@ -90,7 +92,7 @@ def build(home: Home, *, only: list[date] | None = None, since: date | None = No
     """Build whatever days need it (or the chosen ones), each range of days in one Dagster run, recorded in the
     instance the UI and the sensors read."""
     from pipelines.builds import plan_build, range_tags
-    from pipelines.definitions import defs
+    from pipelines.definitions import definitions_for
     from pipelines.defs.build.jobs import BUILD_ASSETS
 
     if instance is None:
@@ -104,7 +106,7 @@ def build(home: Home, *, only: list[date] | None = None, since: date | None = No
     with warehouse.session(home.warehouse, on_wait=say) as con:
         plan = plan_build(instance, con, BUILD_ASSETS, only=only, since=since, until=until, everything=everything)
     result = BuildResult(days_with_data=len(plan.days_with_data))
-    job = defs.resolve_job_def("build_job")
+    job = definitions_for(str(home.root)).resolve_job_def("build_job")
     if plan.empty:
         say(f"all {len(plan.days_with_data)} day(s) with data are built from the latest data; nothing to build")
         return result
@@ -143,13 +145,15 @@ def run_main_job(home: Home, on_run: Callable[[str], None] | None = None, labeli
 
 
 def _main_job(home: Home, instance: dg.DagsterInstance, say: Callable[[str], None], labeling: bool) -> MainJobResult:
-    from pipelines.definitions import defs  # after FLYWHEEL_HOME is set: resources read it
+    from pipelines.definitions import definitions_for
+
+    defs = definitions_for(str(home.root))
 
     for run_id in fail_abandoned_runs(instance):
         say(f"run {run_id} was left running by a process that is gone: marked failed, its slot freed")
     # raise_on_error=False: a failed run is reported (step and reason), not raised as a traceback.
-    ingest = defs.resolve_job_def("ingest_job").execute_in_process(instance=instance, run_config=QUIET,
-                                                                   tags=_tags(), raise_on_error=False)
+    ingest = defs.resolve_job_def("ingest_job").execute_in_process(instance=instance, run_config=QUIET, tags=_tags(),
+                                                                   raise_on_error=False)
     say(f"ingest: {_outcome(ingest)}{_ingest_summary(ingest)} (run {ingest.run_id})")
     runs = [ingest]
     built = BuildResult()
@@ -195,7 +199,8 @@ def serve(home: Home, port: int) -> int:
     workspace.write_text(WORKSPACE.format(root=REPO_ROOT))
     command = [sys.executable, "-m", "dagster", "dev", "-h", "127.0.0.1", "-p", str(port), "-w", str(workspace)]
     # `dagster dev` announces its successor (`dg dev`, from another package) at every start: not for our users.
-    env = {**os.environ, "PYTHONWARNINGS": "ignore:Function `dev_command` is superseded"}
+    env = {**os.environ, "PYTHONWARNINGS": "ignore:Function `dev_command` is superseded",
+           "DAGSTER_HOME": str(home.dagster_home), "FLYWHEEL_HOME": str(home.root)}
     # dagster dev ignores SIGINT/SIGTERM when started with them ignored; restore the defaults.
     process = subprocess.Popen(command, cwd=home.dagster_home, env=env,
                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))

@@ -63,9 +63,10 @@ class ArgillaResource(dg.ConfigurableResource):
         return resolve_target(Home.from_env(self.home or None).ensure(), start_local=self.start_local, say=say)
 
 
-def resources_for(deployment: str) -> dict[str, object]:
+def resources_for(deployment: str, home: str = "") -> dict[str, object]:
+    """`home` empty: FLYWHEEL_HOME as the run finds it (the Dagster UI's runs); the CLI passes its own."""
     # One entry per deployment; the scale-out profile (DuckLake on PostgreSQL) adds its own here.
-    by_deployment = {"local": {"warehouse": WarehouseResource(), "argilla": ArgillaResource()}}
+    by_deployment = {"local": {"warehouse": WarehouseResource(home=home), "argilla": ArgillaResource(home=home)}}
     if deployment not in by_deployment:
         raise ValueError(f"unknown FLYWHEEL_DEPLOYMENT {deployment!r}; known: {sorted(by_deployment)}")
     return by_deployment[deployment]

@@ -44,19 +44,12 @@ def zeroeval_path() -> Path:
 @pytest.fixture(scope="session")
 def built_warehouse(tmp_path_factory) -> Path:
     """A warehouse built once by the main job (simulate → ingest → every day's models), to copy per test."""
-    import os
-
     from flywheel.simulate import simulate
     from pipelines.launch import run_main_job
 
-    saved = {k: os.environ.get(k) for k in ("FLYWHEEL_HOME", "DAGSTER_HOME")}
     home = Home(tmp_path_factory.mktemp("built")).ensure()
     simulate(home.landing / "sim.jsonl", 2_500, days=3, seed=11)
-    try:
-        result = run_main_job(home, labeling=False)
-    finally:
-        for key, value in saved.items():
-            os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
+    result = run_main_job(home, labeling=False)
     assert result.success
     return home.warehouse
 

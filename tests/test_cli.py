@@ -16,7 +16,7 @@ import pytest
 from tests.factories import interaction, write_lines
 from tests.support.ports import free_port
 
-FLYWHEEL = [sys.executable, "-m", "flywheel.cli"]
+FLYWHEEL = [sys.executable, "-m", "pipelines.cli"]
 
 
 def run_cli(*args: str, home: Path, check: bool = True, timeout: float = 300,

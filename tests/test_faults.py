@@ -17,7 +17,7 @@ from flywheel.simulate import simulate
 
 
 def _ingest_command(home: Path, *paths: Path, batch_lines: int = 2_000) -> list[str]:
-    return [sys.executable, "-m", "flywheel.cli", "ingest", *map(str, paths), "--home", str(home),
+    return [sys.executable, "-m", "pipelines.cli", "ingest", *map(str, paths), "--home", str(home),
             "--batch-lines", str(batch_lines)]
 
 

@@ -1,0 +1,124 @@
+"""The `flywheel` command: the library's commands (flywheel/cli.py) and those that run Dagster."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated
+
+import typer
+
+from flywheel import reports, warehouse
+from flywheel.cli import HomeOption, app, console, report_table, simulate
+from flywheel.settings import Home
+
+
+@app.command()
+def run(
+    rows: Annotated[int, typer.Option("--rows", "-n", help="Simulated interactions to add first (0: none).")] = 20_000,
+    labeling: Annotated[bool, typer.Option(help="Queue samples in Argilla (the local server unless ARGILLA_API_URL "
+                                                "and ARGILLA_API_KEY are set) and pull labels.")] = True,
+    home: HomeOption = None,
+) -> None:
+    """The main job on embedded defaults: simulate traffic into the landing folder, then materialize the
+    flywheel in Dagster (recorded in FLYWHEEL_HOME/dagster, visible in `flywheel dagster`): ingest, the SQL
+    models of each day touched, and the labeling queue in Argilla."""
+    from pipelines.launch import run_main_job
+
+    where = Home.from_env(home).ensure()
+    if rows:
+        simulate(rows=rows, days=7, seed=None, malformed_rate=0.005, out=None, home=where.root)
+    console.print("running the flywheel in Dagster: ingest, then every day that needs building …")
+    result = run_main_job(where, on_run=console.print, labeling=labeling)
+    if not result.success:
+        console.print("[red]a Dagster run failed[/]; `flywheel dagster` shows its logs")
+        raise typer.Exit(1)
+    if not where.warehouse.exists():
+        console.print(f"nothing ingested yet: put log files in {where.landing} or run `flywheel ingest FILES`")
+        return
+    with warehouse.session(where.warehouse, read_only=True, on_wait=console.print) as con:
+        counts = reports.raw_counts(con)
+        table = report_table(f"intermediate.int_interactions in {where.warehouse}",
+                       ("app", "model", "calls", "avg ms", "cost $", "rated", "score"),
+                       reports.per_app_and_model(con), identifiers=2)
+        redacted = con.execute("SELECT kind, sum(redactions)::BIGINT FROM staging.stg_redactions GROUP BY 1 "
+                               "ORDER BY 2 DESC").fetchall()
+        clusters = con.execute("SELECT count(DISTINCT cluster_id) FROM dedup.clusters").fetchall()[0][0]
+    console.print(table)
+    console.print(", ".join(f"{k}: {v:,}" for k, v in counts.items()) + f", near-duplicate clusters: {clusters:,}")
+    console.print("redacted before leaving raw: " + (", ".join(f"{k} {n:,}" for k, n in redacted) or "nothing"))
+    if labeling:
+        _print_labeling(where)
+    console.print(f"{len(result.runs)} Dagster run(s) succeeded. Next: flywheel sql \"SELECT ...\"; the Dagster UI: "
+                  "flywheel dagster (http://127.0.0.1:3000)")
+
+
+def _print_labeling(where: Home) -> None:
+    from flywheel.labeling.client import remote_target
+    from flywheel.labeling.server import LocalArgilla
+
+    with warehouse.session(where.warehouse, read_only=True, on_wait=console.print) as con:
+        queued = con.execute("SELECT kind, count(*), count(pushed_at) FROM labeling.queue GROUP BY 1 ORDER BY 1")
+        queued = queued.fetchall()
+    console.print("in Argilla: " + ", ".join(f"{kind} {pushed:,} of {n:,} queued" for kind, n, pushed in queued))
+    remote = remote_target()
+    if remote is not None:
+        console.print(f"label at {remote.api_url}")
+        return
+    server = LocalArgilla(where)
+    state, credentials = server.state(), server.credentials()
+    if state and credentials:
+        console.print(f"label at {state.url} as {credentials.username} (password in {server.credentials_file}); "
+                      "stop it with `flywheel argilla down`")
+
+
+def _day(value: str, option: str) -> date:
+    try:
+        return date.fromisoformat(value.strip())
+    except ValueError as error:
+        console.print(f"[red]error:[/] {option} {value!r}: not a date (YYYY-MM-DD)")
+        raise typer.Exit(2) from error
+
+
+@app.command()
+def build(
+    days: Annotated[str | None, typer.Option(help="Only these days, comma-separated (YYYY-MM-DD,...), rebuilt "
+                                                  "whether they need it or not.")] = None,
+    since: Annotated[str | None, typer.Option(help="Only days on or after this one (YYYY-MM-DD).")] = None,
+    until: Annotated[str | None, typer.Option(help="Only days on or before this one (YYYY-MM-DD).")] = None,
+    all_days: Annotated[bool, typer.Option("--all", help="Rebuild every day (within --since/--until), not only "
+                                                         "those whose data changed.")] = False,
+    home: HomeOption = None,
+) -> None:
+    """Build the models (staging, quality checks, near-duplicates, intermediate) for every day whose data is new
+    or changed, however it was ingested; a range of days is one Dagster run, visible in `flywheel dagster`."""
+    from pipelines.launch import build as build_days
+
+    only = [_day(d, "--days") for d in days.split(",") if d.strip()] if days else None
+    first = _day(since, "--since") if since else None
+    last = _day(until, "--until") if until else None
+    where = Home.from_env(home).ensure()
+    result = build_days(where, only=only, since=first, until=last, everything=all_days or only is not None,
+                        say=console.print)
+    if not result.success:
+        console.print("[red]the build failed[/]; `flywheel dagster` shows its logs")
+        raise typer.Exit(1)
+    if result.days_with_data == 0:
+        console.print(f"no data yet: put log files in {where.landing} or run `flywheel ingest FILES`")
+    elif result.runs:
+        console.print(f"built {result.days_built} of {result.days_with_data} day(s) with data "
+                      f"in {len(result.runs)} Dagster run(s)")
+
+
+@app.command()
+def dagster(
+    port: Annotated[int, typer.Option(help="Port for the Dagster UI (bound to 127.0.0.1).")] = 3000,
+    home: HomeOption = None,
+) -> None:
+    """Start the Dagster UI and daemon (sensor on the landing folder, daily schedule) on 127.0.0.1."""
+    from pipelines.launch import serve
+
+    raise typer.Exit(serve(Home.from_env(home).ensure(), port))
+
+
+if __name__ == "__main__":
+    app()
