@@ -20,8 +20,8 @@ def run(
     home: HomeOption = None,
 ) -> None:
     """The main job on embedded defaults: simulate traffic into the landing folder, then materialize the
-    flywheel in Dagster (recorded in FLYWHEEL_HOME/dagster, visible in `flywheel dagster`): ingest, the SQL
-    models of each day touched, and the labeling queue in Argilla."""
+    flywheel in Dagster (recorded in FLYWHEEL_HOME/dagster, visible in `flywheel dagster`): ingest, every day
+    that needs building (however its data came in), and the labeling queue in Argilla."""
     from pipelines.launch import run_main_job
 
     where = Home.from_env(home).ensure()
@@ -114,7 +114,8 @@ def dagster(
     port: Annotated[int, typer.Option(help="Port for the Dagster UI (bound to 127.0.0.1).")] = 3000,
     home: HomeOption = None,
 ) -> None:
-    """Start the Dagster UI and daemon (sensor on the landing folder, daily schedule) on 127.0.0.1."""
+    """Start the Dagster UI and daemon (sensors on the landing folder and the days to build, schedules) on
+    127.0.0.1."""
     from pipelines.launch import serve
 
     raise typer.Exit(serve(Home.from_env(home).ensure(), port))

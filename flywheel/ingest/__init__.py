@@ -6,15 +6,14 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from flywheel.ingest.loader import FileReport, handled_since_modified, ingest_file, ingest_paths
+    from flywheel.ingest.loader import FileReport, handled_since_modified, ingest_file
     from flywheel.ingest.mapping import FieldMapping, MappingError, load_mapping
     from flywheel.ingest.sources import discover
 
 __all__ = ["FieldMapping", "FileReport", "MappingError", "discover", "handled_since_modified", "ingest_file",
-           "ingest_paths", "load_mapping"]
+           "load_mapping"]
 _HOMES = {"FileReport": "loader", "handled_since_modified": "loader", "ingest_file": "loader",
-          "ingest_paths": "loader", "FieldMapping": "mapping",
-          "MappingError": "mapping", "load_mapping": "mapping", "discover": "sources"}
+          "FieldMapping": "mapping", "MappingError": "mapping", "load_mapping": "mapping", "discover": "sources"}
 
 
 def __getattr__(name: str) -> Any:

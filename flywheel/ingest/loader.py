@@ -22,7 +22,7 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,7 +66,7 @@ PARALLEL_MIN_BYTES = 64 << 20
 # the processes that validate them (a few segments per large file, rather than many small ones).
 SEGMENT_MIN_BYTES = 64 << 20
 
-__all__ = ["FileReport", "LineError", "ingest_file", "ingest_paths", "parse_line"]
+__all__ = ["FileReport", "LineError", "handled_since_modified", "ingest_file", "parse_line"]
 
 
 @dataclass
@@ -300,12 +300,8 @@ def _executor(workers: int) -> Executor:
     # spawn, not fork: this process holds DuckDB's threads and file lock.
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=start_worker)
     for _ in range(workers):
-        pool.submit(_warm_up)
+        pool.submit(os.getpid)  # start the workers now (their initializer imports the validation module)
     return pool
-
-
-def _warm_up() -> None:
-    """Runs first in each worker: unpickling this function already imported the validation module."""
 
 
 def _ingest(con: duckdb.DuckDBPyConnection, path: Path, size: int, started: float, executor: Executor, workers: int,
@@ -541,25 +537,6 @@ def _report(con, path: Path, file_hash: str, outcome: str, new_lines: int, secon
     ]
     return FileReport(str(path), file_hash, fmt, outcome, done, ingested, quarantined, duplicate, blank, events,
                       new_lines, seconds, size, examples)
-
-
-def ingest_paths(
-    con: duckdb.DuckDBPyConnection,
-    paths: Iterable[Path],
-    *,
-    mapping: FieldMapping | None = None,
-    format_name: str = "auto",
-    batch_lines: int = DEFAULT_BATCH_LINES,
-    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
-    progress: ProgressFn | None = None,
-    workers: int | str = 0,
-    storage: str = "auto",
-) -> list[FileReport]:
-    return [
-        ingest_file(con, path, mapping=mapping, format_name=format_name, batch_lines=batch_lines,
-                    max_line_bytes=max_line_bytes, progress=progress, workers=workers, storage=storage)
-        for path in paths
-    ]
 
 
 def handled_since_modified(con: duckdb.DuckDBPyConnection, modified: dict[str, float]) -> set[str]:

@@ -212,16 +212,17 @@ def pull(con: duckdb.DuckDBPyConnection, target: ArgillaTarget, spec: DatasetSpe
         request_id, request_id_b = queue.get(record_id, (None, None))
         upserts.append([record_id, user_id, usernames.get(user_id), spec.name, spec.kind, request_id, request_id_b,
                         entry["status"], answers, digest, now, now])
-    with transaction(con):
-        con.executemany("""
-            INSERT INTO labeling.labels (record_id, user_id, username, dataset, kind, request_id, request_id_b,
-                                         status, answers, answers_hash, revision, first_pulled_at, updated_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)
-            ON CONFLICT (record_id, user_id) DO UPDATE SET
-                status = excluded.status, answers = excluded.answers, answers_hash = excluded.answers_hash,
-                username = coalesce(excluded.username, labeling.labels.username),
-                revision = labeling.labels.revision + 1, updated_at = excluded.updated_at
-        """, upserts) if upserts else None
+    if upserts:
+        with transaction(con):  # all of the pull's answers, or none
+            con.executemany("""
+                INSERT INTO labeling.labels (record_id, user_id, username, dataset, kind, request_id, request_id_b,
+                                             status, answers, answers_hash, revision, first_pulled_at, updated_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)
+                ON CONFLICT (record_id, user_id) DO UPDATE SET
+                    status = excluded.status, answers = excluded.answers, answers_hash = excluded.answers_hash,
+                    username = coalesce(excluded.username, labeling.labels.username),
+                    revision = labeling.labels.revision + 1, updated_at = excluded.updated_at
+            """, upserts)
     report.agreement, report.requeued = compute_agreement(con, spec, threshold=agreement_threshold,
                                                           max_rounds=max_rounds)
     return report
