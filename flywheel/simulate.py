@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from flywheel.pricing import default_price_table, estimate_tokens
+from flywheel.pricing import PriceTable, default_price_table, estimate_tokens
 
 
 @dataclass(frozen=True)
@@ -183,43 +183,7 @@ def simulate(
                 recent_prompts.append((app, text))
                 if len(recent_prompts) > 500:
                     recent_prompts.pop(rng.randrange(len(recent_prompts)))
-            model = rng.choice(MODELS)
-            difficulty = rng.uniform(-0.15, 0.1)
-            good = rng.random() < model.quality + difficulty
-            answer = _GOOD[app.app_id] if good else rng.choice(_BAD)
-            messages = [{"role": "system", "content": app.system}, {"role": "user", "content": text}]
-            tokens_in = estimate_tokens(messages) + rng.randint(0, 8)
-            tokens_out = max(1, estimate_tokens(answer) + rng.randint(0, 30))
-            latency = model.latency_ms * math.exp(rng.gauss(0, 0.45)) + 1000 * tokens_out / model.out_tokens_per_s
-            failed = rng.random() < 0.01
-            price = prices.lookup(model.name)
-            event: dict[str, Any] = {
-                "kind": "interaction",
-                "request_id": str(uuid.UUID(int=rng.getrandbits(128))),
-                "timestamp": ts.isoformat(),
-                "app_id": app.app_id,
-                "model": model.name,
-                "provider": price.provider if price else None,
-                "messages": messages,
-                "params": {"temperature": rng.choice((0.0, 0.2, 0.7)), "max_tokens": 512},
-                "latency_ms": round(latency, 1),
-                "status": "error" if failed else "ok",
-                "user_hash": rng.choice(users[: max(1, int(len(users) * rng.random() ** 2))]),
-                "session_hash": f"s_{rng.getrandbits(40):010x}",
-                "tags": ["sim"],
-                "metadata": {"difficulty": round(difficulty, 3)},
-            }
-            if failed:
-                event["error"] = rng.choice(("rate_limit_exceeded", "timeout", "server_error"))
-            else:
-                event["response"] = {"role": "assistant", "content": answer, "finish_reason": "stop"}
-                if app.uses_tools and good and rng.random() < 0.3:
-                    event["response"]["tool_calls"] = [{"id": f"call_{i}", "type": "function",
-                        "function": {"name": "run_sql", "arguments": orjson.dumps({"sql": answer}).decode()}}]
-                if rng.random() < 0.9:  # some loggers record no usage; some record no cost
-                    event["tokens_in"], event["tokens_out"] = tokens_in, tokens_out
-                    if price and rng.random() < 0.8:
-                        event["cost_usd"] = round(price.cost(tokens_in, tokens_out), 8)
+            event, good, failed = _interaction(rng, i, ts, app, text, users, prices)
             if rng.random() < malformed_rate:
                 handle.write(_malformed(rng, event) + b"\n")
                 counts["malformed"] += 1
@@ -243,6 +207,50 @@ def simulate(
     if progress:
         progress(rows % 10_000)
     return counts
+
+
+def _interaction(rng: random.Random, i: int, ts: datetime, app: SimApp, text: str, users: list[str],
+                 prices: PriceTable) -> tuple[dict[str, Any], bool, bool]:
+    """One interaction event of `app` answering `text` at `ts`: the event, whether its answer is good, whether
+    the call failed. The draws from `rng` come in a fixed order: a seed always gives the same traffic."""
+    model = rng.choice(MODELS)
+    difficulty = rng.uniform(-0.15, 0.1)
+    good = rng.random() < model.quality + difficulty
+    answer = _GOOD[app.app_id] if good else rng.choice(_BAD)
+    messages = [{"role": "system", "content": app.system}, {"role": "user", "content": text}]
+    tokens_in = estimate_tokens(messages) + rng.randint(0, 8)
+    tokens_out = max(1, estimate_tokens(answer) + rng.randint(0, 30))
+    latency = model.latency_ms * math.exp(rng.gauss(0, 0.45)) + 1000 * tokens_out / model.out_tokens_per_s
+    failed = rng.random() < 0.01
+    price = prices.lookup(model.name)
+    event: dict[str, Any] = {
+        "kind": "interaction",
+        "request_id": str(uuid.UUID(int=rng.getrandbits(128))),
+        "timestamp": ts.isoformat(),
+        "app_id": app.app_id,
+        "model": model.name,
+        "provider": price.provider if price else None,
+        "messages": messages,
+        "params": {"temperature": rng.choice((0.0, 0.2, 0.7)), "max_tokens": 512},
+        "latency_ms": round(latency, 1),
+        "status": "error" if failed else "ok",
+        "user_hash": rng.choice(users[: max(1, int(len(users) * rng.random() ** 2))]),
+        "session_hash": f"s_{rng.getrandbits(40):010x}",
+        "tags": ["sim"],
+        "metadata": {"difficulty": round(difficulty, 3)},
+    }
+    if failed:
+        event["error"] = rng.choice(("rate_limit_exceeded", "timeout", "server_error"))
+    else:
+        event["response"] = {"role": "assistant", "content": answer, "finish_reason": "stop"}
+        if app.uses_tools and good and rng.random() < 0.3:
+            event["response"]["tool_calls"] = [{"id": f"call_{i}", "type": "function",
+                "function": {"name": "run_sql", "arguments": orjson.dumps({"sql": answer}).decode()}}]
+        if rng.random() < 0.9:  # some loggers record no usage; some record no cost
+            event["tokens_in"], event["tokens_out"] = tokens_in, tokens_out
+            if price and rng.random() < 0.8:
+                event["cost_usd"] = round(price.cost(tokens_in, tokens_out), 8)
+    return event, good, failed
 
 
 def _feedback(rng: random.Random, app: SimApp, event: dict[str, Any], good: bool, ts: datetime
