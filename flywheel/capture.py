@@ -25,6 +25,8 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -163,6 +165,22 @@ class _Call:
             message["tool_calls"] = [self.tool_calls[i] for i in sorted(self.tool_calls)]
         self._emit(self.response_id, self.model, message, self.usage)
 
+    @contextmanager
+    def failing(self) -> Iterator[None]:
+        """Around the request: an error is logged as a failed call, then raised as it was."""
+        try:
+            yield
+        except BaseException as error:
+            self.failed(error)
+            raise
+
+    def returned(self, result: Any, stream_type: type) -> Any:
+        """What create() hands back: a stream that logs the call when it ends, or the completion, logged now."""
+        if self.kwargs.get("stream"):
+            return stream_type(result, self)
+        self.completed(result)
+        return result
+
     def failed(self, error: BaseException) -> None:
         self._emit(None, None, None, None, error=f"{type(error).__name__}: {error}")
 
@@ -263,30 +281,19 @@ def capture(client: Any, sink: EventSink, *, app_id: str = "default") -> Any:
     original = completions.create
     is_async = type(client).__name__.startswith("Async")
 
+    # The two differ only in awaiting the call: what happens around it is _Call's (failing, returned).
     if is_async:
         async def create(*args: Any, **kwargs: Any) -> Any:
             call = _Call(sink, app_id, kwargs, kwargs.pop("flywheel", None) or {})
-            try:
+            with call.failing():
                 result = await original(*args, **kwargs)
-            except BaseException as error:
-                call.failed(error)
-                raise
-            if kwargs.get("stream"):
-                return _AsyncStream(result, call)
-            call.completed(result)
-            return result
+            return call.returned(result, _AsyncStream)
     else:
         def create(*args: Any, **kwargs: Any) -> Any:
             call = _Call(sink, app_id, kwargs, kwargs.pop("flywheel", None) or {})
-            try:
+            with call.failing():
                 result = original(*args, **kwargs)
-            except BaseException as error:
-                call.failed(error)
-                raise
-            if kwargs.get("stream"):
-                return _SyncStream(result, call)
-            call.completed(result)
-            return result
+            return call.returned(result, _SyncStream)
 
     completions.create = create
     return client
