@@ -19,9 +19,10 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Home:
 @pytest.fixture
 def con(home: Home):
     from flywheel import warehouse
+    from flywheel.ingest import raw_layer
 
     connection = warehouse.connect(home.warehouse)
-    warehouse.ensure_raw_layer(connection)
+    raw_layer.ensure_raw_layer(connection)
     yield connection
     connection.close()
 

@@ -99,6 +99,7 @@ def test_rebuilding_changes_nothing_and_the_earliest_member_names_the_cluster(co
 
 def test_clusters_do_not_depend_on_the_order_days_were_staged_in(con, tmp_path, home):
     from flywheel import warehouse
+    from flywheel.ingest import raw_layer
 
     def text(d: int, i: int) -> str:
         return variant(i + d) if i % 2 else f"topic {d} {i} " * 4
@@ -109,7 +110,7 @@ def test_clusters_do_not_depend_on_the_order_days_were_staged_in(con, tmp_path, 
     results = []
     for n, order in enumerate((sorted(days), sorted(days, reverse=True))):
         connection = con if n == 0 else warehouse.connect(home.root / "other.duckdb")
-        warehouse.ensure_raw_layer(connection)
+        raw_layer.ensure_raw_layer(connection)
         for day in order:
             _stage(connection, tmp_path / str(n), day, days[day])
             build_clusters(connection, hasher)  # after every day, as daily builds would

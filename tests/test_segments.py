@@ -9,7 +9,7 @@ import duckdb
 import pytest
 
 from flywheel import warehouse
-from flywheel.ingest import ingest_file
+from flywheel.ingest import ingest_file, raw_layer
 from flywheel.ingest import loader as loader_module
 from tests.factories import feedback, interaction, write_lines
 
@@ -89,7 +89,7 @@ def test_a_moved_warehouse_reads_its_segments_from_their_new_place(home, tmp_pat
     moved = tmp_path / "moved"
     shutil.move(home.root, moved)
     with warehouse.session(moved / "warehouse.duckdb") as con:  # a writer re-points the views
-        warehouse.ensure_raw_layer(con)
+        raw_layer.ensure_raw_layer(con)
     with warehouse.session(moved / "warehouse.duckdb", read_only=True) as con:
         assert stored(con, "interactions") == ["x", "y"]
 
@@ -109,12 +109,12 @@ def test_any_duckdb_client_reads_the_views_read_only(home, tmp_path):
 def test_a_warehouse_made_before_segments_keeps_its_events(home):
     with warehouse.session(home.warehouse) as con:
         con.execute("CREATE SCHEMA raw")
-        con.execute(warehouse.RAW_DDL.replace("interactions_rows", "interactions").replace("feedback_rows", "feedback"))
+        con.execute(raw_layer.RAW_DDL.replace("interactions_rows", "interactions").replace("feedback_rows", "feedback"))
         con.execute("""INSERT INTO raw.interactions (request_id, event_date, ts, app_id, model, messages, status,
                        source_file, source_line, file_hash, ingested_at)
                        VALUES ('old', DATE '2026-01-01', now(), 'app', 'm', [], 'ok', 'f', 1, 'h', now())""")
     with warehouse.session(home.warehouse) as con:
-        warehouse.ensure_raw_layer(con)
+        raw_layer.ensure_raw_layer(con)
         assert stored(con, "interactions") == ["old"]
         assert con.execute("SELECT table_type FROM information_schema.tables WHERE table_schema = 'raw' "
                            "AND table_name = 'interactions'").fetchall() == [("VIEW",)]

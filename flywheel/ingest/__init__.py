@@ -6,13 +6,14 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from flywheel.ingest.loader import FileReport, handled_since_modified, ingest_file
+    from flywheel.ingest.loader import FileReport, ingest_file
     from flywheel.ingest.mapping import FieldMapping, MappingError, load_mapping
+    from flywheel.ingest.raw_layer import handled_since_modified
     from flywheel.ingest.sources import discover
 
 __all__ = ["FieldMapping", "FileReport", "MappingError", "discover", "handled_since_modified", "ingest_file",
            "load_mapping"]
-_HOMES = {"FileReport": "loader", "handled_since_modified": "loader", "ingest_file": "loader",
+_HOMES = {"FileReport": "loader", "handled_since_modified": "raw_layer", "ingest_file": "loader",
           "FieldMapping": "mapping", "MappingError": "mapping", "load_mapping": "mapping", "discover": "sources"}
 
 

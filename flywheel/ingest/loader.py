@@ -32,29 +32,26 @@ import orjson
 
 from flywheel.ingest.formats import looks_like_openai_pair
 from flywheel.ingest.mapping import FieldMapping, load_mapping
+from flywheel.ingest.raw_layer import (
+    KINDS,
+    ensure_raw_layer,
+    refresh_view,
+    register_segment,
+    remove_unregistered_segments,
+    segments_folder,
+)
 from flywheel.ingest.rows import (
     KEY_COLUMNS,
     QUARANTINE_COLUMNS,
-    SEGMENT_FORMAT,
-    TABLES,
     event_rows,
     prepare_block,
     quarantine_unreadable,
     read_block,
-    segment_name,
 )
 from flywheel.ingest.sources import container_of, content_hash, read_lines
 from flywheel.ingest.validate import Block, BlockResult, BlockSpec, LineError, parse_line, start_worker
 from flywheel.processes import alive
-from flywheel.warehouse import (
-    database_path,
-    ensure_raw_layer,
-    refresh_view,
-    remove_unregistered_segments,
-    segments_folder,
-    sql_literal,
-    transaction,
-)
+from flywheel.warehouse import database_path, sql_literal, transaction
 
 # Big enough that DuckDB writes each block's rows straight to row groups; small enough to bound memory.
 DEFAULT_BATCH_LINES = 250_000
@@ -66,7 +63,7 @@ PARALLEL_MIN_BYTES = 64 << 20
 # the processes that validate them (a few segments per large file, rather than many small ones).
 SEGMENT_MIN_BYTES = 64 << 20
 
-__all__ = ["FileReport", "LineError", "handled_since_modified", "ingest_file", "parse_line"]
+__all__ = ["FileReport", "LineError", "ingest_file", "parse_line"]
 
 
 @dataclass
@@ -97,7 +94,6 @@ class FileReport:
         return accounted == self.lines_read
 
 
-_KEY_COLUMN = {"interaction": "request_id", "feedback": "feedback_id"}
 _DUCKDB_ROW_GROUP_ROWS = 122_880
 
 
@@ -123,7 +119,7 @@ def _commit_blocks(con: duckdb.DuckDBPyConnection, results: list[BlockResult], s
             segments.setdefault(kind, []).append(path)
     # Each event's line (l) and key (k): from the small key files, or from the segments, which hold both.
     keyed = {kind: f"SELECT l, k FROM {read_block(paths, KEY_COLUMNS)}" for kind, paths in keys.items()} | {
-        kind: f"""SELECT source_line AS l, {_KEY_COLUMN[kind]} AS k
+        kind: f"""SELECT source_line AS l, {KINDS[kind].key} AS k
                   FROM read_parquet([{", ".join(map(sql_literal, paths))}])"""
         for kind, paths in segments.items()
     }
@@ -132,7 +128,7 @@ def _commit_blocks(con: duckdb.DuckDBPyConnection, results: list[BlockResult], s
         # Which events are new, decided on the keys alone: the first line of each key not yet stored.
         fresh_rows = [
             f"""SELECT '{kind}' AS kind, min(l) AS line_no FROM ({events}) m
-                WHERE NOT EXISTS (SELECT 1 FROM raw.{TABLES[kind]} r WHERE r.{_KEY_COLUMN[kind]} = m.k)
+                WHERE NOT EXISTS (SELECT 1 FROM raw.{KINDS[kind].table} r WHERE r.{KINDS[kind].key} = m.k)
                 GROUP BY m.k"""
             for kind, events in keyed.items()
         ] or ["SELECT NULL::VARCHAR AS kind, NULL::BIGINT AS line_no WHERE false"]
@@ -144,12 +140,12 @@ def _commit_blocks(con: duckdb.DuckDBPyConnection, results: list[BlockResult], s
             # Filter only when needed: an unfiltered insert goes straight to row groups.
             if fresh.get(kind, 0) != rows[kind]:
                 selected += f" WHERE _fw_line IN (SELECT line_no FROM block_fresh WHERE kind = '{kind}')"
-            con.execute(f"INSERT INTO raw.{TABLES[kind]}_rows {selected}")
+            con.execute(f"INSERT INTO raw.{KINDS[kind].table}_rows {selected}")
         for result in results:
             for kind, segment in result.segments.items():
-                _register_segment(con, result, kind, segment, file_hash)
+                register_segment(con, result, kind, segment, file_hash)
         for kind in segments:
-            refresh_view(con, TABLES[kind])
+            refresh_view(con, KINDS[kind].table)
         if quarantined:
             widest = max(result.widest_quarantine_row for result in results)
             con.execute(f"""
@@ -172,30 +168,6 @@ def _commit_blocks(con: duckdb.DuckDBPyConnection, results: list[BlockResult], s
                 finished_at = {"now()" if finished else "NULL"}
             WHERE file_hash = {digest}
         """)
-
-
-def _register_segment(con: duckdb.DuckDBPyConnection, result: BlockResult, kind: str, segment: str,
-                      file_hash: str) -> None:
-    """Move a block's segment into the raw layer's folder, keeping only its new events, and register it.
-
-    Runs inside the commit's transaction. The file is in place before the commit: a crash in between leaves
-    an unregistered file, which no view reads and the next run removes or replaces."""
-    fresh = con.execute(f"""SELECT count(*) FROM block_fresh WHERE kind = '{kind}'
-                            AND line_no BETWEEN {result.first_line:d} AND {result.last_line:d}""").fetchall()[0][0]
-    if not fresh:
-        return
-    table = TABLES[kind]
-    folder = segments_folder(con) / table  # type: ignore[operator]  # segments are only made with a folder
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / segment_name(file_hash, result.first_line)
-    if fresh == result.rows[kind]:
-        os.replace(segment, target)
-    else:  # events already stored (an overlapping export, a key repeated in the file): rare, so rewritten here
-        con.execute(f"""COPY (SELECT * FROM read_parquet({sql_literal(segment)}) WHERE source_line IN
-                              (SELECT line_no FROM block_fresh WHERE kind = '{kind}'))
-                        TO {sql_literal(str(target))} ({SEGMENT_FORMAT})""")
-    con.execute(f"""INSERT INTO raw.segments VALUES ('{table}', {sql_literal(f"{table}/{target.name}")},
-                    {sql_literal(file_hash)}, {result.first_line:d}, {result.last_line:d}, {fresh:d}, now())""")
 
 
 def _commit_or_quarantine(con: duckdb.DuckDBPyConnection, results: list[BlockResult], source_file: str,
@@ -490,7 +462,7 @@ def _load_lines(con: duckdb.DuckDBPyConnection, path: Path, file_hash: str, spec
         # and is written again at the checkpoint (measured: a second for the small first block, with
         # vacuuming): such a block is committed with the next.
         group = [in_flight.popleft().result()]
-        while in_flight and max(sum(r.rows.get(kind, 0) for r in group) for kind in TABLES) < _DUCKDB_ROW_GROUP_ROWS:
+        while in_flight and max(sum(r.rows.get(kind, 0) for r in group) for kind in KINDS) < _DUCKDB_ROW_GROUP_ROWS:
             group.append(in_flight.popleft().result())
         return group
 
@@ -537,22 +509,3 @@ def _report(con, path: Path, file_hash: str, outcome: str, new_lines: int, secon
     ]
     return FileReport(str(path), file_hash, fmt, outcome, done, ingested, quarantined, duplicate, blank, events,
                       new_lines, seconds, size, examples)
-
-
-def handled_since_modified(con: duckdb.DuckDBPyConnection, modified: dict[str, float]) -> set[str]:
-    """Of these paths (absolute path -> modification time, seconds since the epoch), the ones fully ingested
-    (or known as copies) after they were last modified: offering them again would add nothing."""
-    if not modified:
-        return set()
-    import pyarrow as pa  # only the sensor asks this; ingestion itself never imports pyarrow
-
-    con.register("offered_paths", pa.table({"path": pa.array(list(modified), pa.string()),
-                                            "mtime": pa.array(list(modified.values()), pa.float64())}))
-    try:
-        rows = con.execute("""
-            SELECT o.path FROM offered_paths o
-            JOIN raw.ingest_files f ON f.path = o.path AND epoch(f.seen_at) > o.mtime
-            JOIN raw.ingest_ledger l ON l.file_hash = f.file_hash AND l.status = 'done'""").fetchall()
-    finally:
-        con.unregister("offered_paths")
-    return {row[0] for row in rows}

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import duckdb
 
+from flywheel.ingest.raw_layer import SEGMENT_FORMAT
 from flywheel.ingest.validate import META_FIELDS, Block, BlockResult, BlockSpec, quarantine_row, validate_block
 from flywheel.warehouse import sql_literal
 
@@ -34,7 +35,6 @@ _FEEDBACK_SHAPE = {
     "rating": "DOUBLE", "rating_scale": "DOUBLE", "correction": "VARCHAR", "success": "BOOLEAN",
     "comment": "VARCHAR", "user_hash": "VARCHAR", "metadata": "JSON",
 }
-TABLES = {"interaction": "interactions", "feedback": "feedback"}  # event kind -> raw table (view) name
 
 
 def _duckdb_type(shape: object) -> str:
@@ -146,7 +146,6 @@ def _move_to_quarantine(result: BlockResult, path: str, reason: str) -> int:
 
 # zstd at its fastest level: files as small as at its default level, written as fast as snappy's (measured:
 # 9.1 MB for a block's 192k interactions, against 15.8 MB with snappy).
-SEGMENT_FORMAT = "FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1"
 _worker_con: duckdb.DuckDBPyConnection | None = None
 
 
@@ -184,10 +183,3 @@ def write_segments(result: BlockResult, spec: BlockSpec) -> None:
             break
         del result.outputs[kind]
         os.unlink(path)
-
-
-def segment_name(file_hash: str, first_line: int) -> str:
-    """A segment's file name: its input's content and first line, so a block redone after a crash has the
-    same name as any file it left unregistered."""
-    return f"{file_hash[:24]}-{first_line:012d}.parquet"
-

@@ -1,0 +1,242 @@
+"""The raw layer: every event once, as logged, and the ledger that makes ingestion exactly-once.
+
+Its events are read through two views, `raw.interactions` and `raw.feedback`. Each is the union of rows stored
+in the DuckDB file (`raw.interactions_rows`: what small files bring) and of immutable Parquet segments in a
+folder beside it, `warehouse.raw/` for `warehouse.duckdb` (what large files bring: the processes that validate
+them write them in parallel, so a bulk load is not held to DuckDB's one writing process). A segment exists for
+queries once registered in `raw.segments`, in the same transaction as the ledger's progress and the views' new
+definitions. Nothing updates or deletes raw events: a registered segment never changes.
+
+This module owns the layer's kinds of events, its tables and views, its segments and the ledger's records.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import duckdb
+
+from flywheel.warehouse import database_path, sql_literal
+
+if TYPE_CHECKING:
+    from flywheel.ingest.validate import BlockResult
+
+
+@dataclass(frozen=True)
+class EventKind:
+    name: str   # as the contract names it: interaction | feedback
+    table: str  # raw.<table> (a view over raw.<table>_rows and the segments)
+    key: str    # the column that makes an event unique
+
+
+KINDS = {kind.name: kind for kind in (EventKind("interaction", "interactions", "request_id"),
+                                      EventKind("feedback", "feedback", "feedback_id"))}
+EVENT_TABLES = tuple(kind.table for kind in KINDS.values())
+SEGMENT_FORMAT = "FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1"
+
+
+def segment_name(file_hash: str, first_line: int) -> str:
+    """A segment's file name: its input's content and first line, so a block redone after a crash has the
+    same name as any file it left unregistered."""
+    return f"{file_hash[:24]}-{first_line:012d}.parquet"
+
+
+RAW_DDL = """
+CREATE SCHEMA IF NOT EXISTS raw;
+
+-- One row per interaction event, as logged, with its nested parts as DuckDB types (columnar, compressed
+-- like any other column). A message's `content` is its text; content given as a list of parts (images,
+-- audio) is kept as the JSON text of that list. event_date (UTC) is the daily partition every later
+-- layer works in.
+CREATE TABLE IF NOT EXISTS raw.interactions_rows (
+    request_id      VARCHAR NOT NULL,
+    event_date      DATE NOT NULL,
+    ts              TIMESTAMPTZ NOT NULL,
+    app_id          VARCHAR NOT NULL,
+    model           VARCHAR NOT NULL,
+    provider        VARCHAR,
+    messages        STRUCT(role VARCHAR, content VARCHAR, "name" VARCHAR, tool_call_id VARCHAR, tool_calls JSON)[]
+                    NOT NULL,
+    response        STRUCT(role VARCHAR, content VARCHAR, tool_calls JSON, refusal VARCHAR, finish_reason VARCHAR),
+    tools           JSON,
+    params          JSON,
+    latency_ms      DOUBLE,
+    tokens_in       BIGINT,
+    tokens_out      BIGINT,
+    cost_usd        DOUBLE,
+    status          VARCHAR NOT NULL,
+    error           VARCHAR,
+    user_hash       VARCHAR,
+    session_hash    VARCHAR,
+    tags            VARCHAR[],
+    metadata        JSON,
+    source_file     VARCHAR NOT NULL,
+    source_line     BIGINT NOT NULL,
+    file_hash       VARCHAR NOT NULL,
+    ingested_at     TIMESTAMPTZ NOT NULL
+);
+
+-- Feedback may arrive before or after its interaction; the two are joined downstream, never here.
+CREATE TABLE IF NOT EXISTS raw.feedback_rows (
+    feedback_id     VARCHAR NOT NULL,
+    request_id      VARCHAR NOT NULL,
+    event_date      DATE NOT NULL,
+    ts              TIMESTAMPTZ NOT NULL,
+    feedback_type   VARCHAR NOT NULL,
+    source          VARCHAR NOT NULL,
+    thumb           VARCHAR,
+    rating          DOUBLE,
+    rating_scale    DOUBLE,
+    correction      VARCHAR,
+    success         BOOLEAN,
+    comment         VARCHAR,
+    user_hash       VARCHAR,
+    metadata        JSON,
+    source_file     VARCHAR NOT NULL,
+    source_line     BIGINT NOT NULL,
+    file_hash       VARCHAR NOT NULL,
+    ingested_at     TIMESTAMPTZ NOT NULL
+);
+
+-- The Parquet segments of the raw layer: a segment holds the events of one kind from one block of lines
+-- of one input file, with exactly the columns of the matching *_rows table.
+CREATE TABLE IF NOT EXISTS raw.segments (
+    table_name      VARCHAR NOT NULL,       -- interactions | feedback
+    path            VARCHAR NOT NULL,       -- relative to the warehouse's folder
+    file_hash       VARCHAR NOT NULL,
+    first_line      BIGINT NOT NULL,
+    last_line       BIGINT NOT NULL,
+    row_count       BIGINT NOT NULL,
+    registered_at   TIMESTAMPTZ NOT NULL
+);
+
+-- Every line that could not be ingested, with why; nothing is dropped.
+CREATE TABLE IF NOT EXISTS raw.quarantine (
+    source_file     VARCHAR NOT NULL,
+    file_hash       VARCHAR NOT NULL,
+    line_no         BIGINT NOT NULL,
+    reason          VARCHAR NOT NULL,
+    raw_text        VARCHAR,
+    raw_bytes       BLOB,
+    quarantined_at  TIMESTAMPTZ NOT NULL
+);
+
+-- One row per distinct file content: what makes ingestion exactly-once and resumable.
+CREATE TABLE IF NOT EXISTS raw.ingest_ledger (
+    file_hash       VARCHAR PRIMARY KEY,
+    first_path      VARCHAR NOT NULL,
+    size_bytes      BIGINT NOT NULL,
+    format          VARCHAR NOT NULL,
+    status          VARCHAR NOT NULL,       -- in_progress | done
+    lines_done      BIGINT NOT NULL,        -- lines committed so far; a resumed run skips them
+    lines_ingested  BIGINT NOT NULL,
+    lines_quarantined BIGINT NOT NULL,
+    lines_duplicate BIGINT NOT NULL,
+    lines_blank     BIGINT NOT NULL,
+    events_ingested BIGINT NOT NULL,
+    started_at      TIMESTAMPTZ NOT NULL,
+    finished_at     TIMESTAMPTZ
+);
+
+-- Every path ever offered for ingestion, including renamed copies of known content.
+CREATE TABLE IF NOT EXISTS raw.ingest_files (
+    path            VARCHAR NOT NULL,
+    file_hash       VARCHAR NOT NULL,
+    outcome         VARCHAR NOT NULL,       -- ingested | resumed | already_ingested | copy_of_ingested
+    seen_at         TIMESTAMPTZ NOT NULL
+);
+"""
+
+
+def segments_folder(con: duckdb.DuckDBPyConnection) -> Path | None:
+    """Where the raw layer's Parquet segments live: `<name>.raw/` beside the DuckDB file `<name>.duckdb`, its
+    own whatever else shares the folder (none for a database in memory)."""
+    database = database_path(con)
+    return database.with_suffix(".raw") if database else None
+
+
+def ensure_raw_layer(con: duckdb.DuckDBPyConnection) -> None:
+    for table in EVENT_TABLES:  # warehouses made before segments kept events in tables of the views' names
+        if con.execute(f"""SELECT 1 FROM duckdb_tables() WHERE database_name = current_database()
+                           AND schema_name = 'raw' AND table_name = '{table}'""").fetchall():
+            con.execute(f"ALTER TABLE raw.{table} RENAME TO {table}_rows")
+    con.execute(RAW_DDL)
+    for table in EVENT_TABLES:
+        refresh_view(con, table)
+
+
+def refresh_view(con: duckdb.DuckDBPyConnection, table: str) -> None:
+    """(Re)define `raw.<table>` as its stored rows and its registered segments; run it inside the transaction
+    that registers segments."""
+    folder = segments_folder(con)
+    paths = [row[0] for row in con.execute(
+        f"SELECT path FROM raw.segments WHERE table_name = '{table}' ORDER BY file_hash, first_line").fetchall()]
+    # Absolute paths: any DuckDB client opening the file reads the views (a moved warehouse is re-pointed by
+    # the next writer's `ensure_raw_layer`).
+    segments = (
+        " UNION ALL SELECT * FROM read_parquet([" + ", ".join(sql_literal(str(folder / p)) for p in paths) + "])"
+        if paths and folder else ""
+    )
+    con.execute(f"CREATE OR REPLACE VIEW raw.{table} AS SELECT * FROM raw.{table}_rows{segments}")
+
+
+def remove_unregistered_segments(con: duckdb.DuckDBPyConnection) -> int:
+    """Delete segment files that no view reads: left by a run that stopped between moving a segment into place
+    and committing it. Only a writer (the holder of the file's lock) may call this; return how many."""
+    folder = segments_folder(con)
+    if folder is None or not folder.exists():
+        return 0
+    registered = {row[0] for row in con.execute("SELECT path FROM raw.segments").fetchall()}
+    removed = 0
+    for table in EVENT_TABLES:
+        for file in (folder / table).glob("*.parquet"):
+            if f"{table}/{file.name}" not in registered:
+                file.unlink(missing_ok=True)
+                removed += 1
+    return removed
+
+
+def register_segment(con: duckdb.DuckDBPyConnection, result: BlockResult, kind: str, segment: str,
+                      file_hash: str) -> None:
+    """Move a block's segment into the raw layer's folder, keeping only its new events, and register it.
+
+    Runs inside the commit's transaction. The file is in place before the commit: a crash in between leaves
+    an unregistered file, which no view reads and the next run removes or replaces."""
+    fresh = con.execute(f"""SELECT count(*) FROM block_fresh WHERE kind = '{kind}'
+                            AND line_no BETWEEN {result.first_line:d} AND {result.last_line:d}""").fetchall()[0][0]
+    if not fresh:
+        return
+    table = KINDS[kind].table
+    folder = segments_folder(con) / table  # type: ignore[operator]  # segments are only made with a folder
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / segment_name(file_hash, result.first_line)
+    if fresh == result.rows[kind]:
+        os.replace(segment, target)
+    else:  # events already stored (an overlapping export, a key repeated in the file): rare, so rewritten here
+        con.execute(f"""COPY (SELECT * FROM read_parquet({sql_literal(segment)}) WHERE source_line IN
+                              (SELECT line_no FROM block_fresh WHERE kind = '{kind}'))
+                        TO {sql_literal(str(target))} ({SEGMENT_FORMAT})""")
+    con.execute(f"""INSERT INTO raw.segments VALUES ('{table}', {sql_literal(f"{table}/{target.name}")},
+                    {sql_literal(file_hash)}, {result.first_line:d}, {result.last_line:d}, {fresh:d}, now())""")
+
+
+def handled_since_modified(con: duckdb.DuckDBPyConnection, modified: dict[str, float]) -> set[str]:
+    """Of these paths (absolute path -> modification time, seconds since the epoch), the ones fully ingested
+    (or known as copies) after they were last modified: offering them again would add nothing."""
+    if not modified:
+        return set()
+    import pyarrow as pa  # only the sensor asks this; ingestion itself never imports pyarrow
+
+    con.register("offered_paths", pa.table({"path": pa.array(list(modified), pa.string()),
+                                            "mtime": pa.array(list(modified.values()), pa.float64())}))
+    try:
+        rows = con.execute("""
+            SELECT o.path FROM offered_paths o
+            JOIN raw.ingest_files f ON f.path = o.path AND epoch(f.seen_at) > o.mtime
+            JOIN raw.ingest_ledger l ON l.file_hash = f.file_hash AND l.status = 'done'""").fetchall()
+    finally:
+        con.unregister("offered_paths")
+    return {row[0] for row in rows}
