@@ -34,7 +34,13 @@ from flywheel.ingest.formats import looks_like_openai_pair
 from flywheel.ingest.mapping import FieldMapping, load_mapping
 from flywheel.ingest.raw_layer import (
     KINDS,
+    advance_ledger,
     ensure_raw_layer,
+    ledger_counts,
+    ledger_entry,
+    open_ledger,
+    quarantined_lines,
+    record_offer,
     refresh_view,
     register_segment,
     remove_unregistered_segments,
@@ -157,17 +163,9 @@ def _commit_blocks(con: duckdb.DuckDBPyConnection, results: list[BlockResult], s
         events_new = sum(fresh.values())
         lines_new = con.execute("SELECT count(DISTINCT line_no) FROM block_fresh").fetchall()[0][0]
         valid = sum(result.valid_lines for result in results)
-        con.execute(f"""
-            UPDATE raw.ingest_ledger SET
-                lines_done = {results[-1].last_line:d}, lines_ingested = lines_ingested + {lines_new:d},
-                lines_quarantined = lines_quarantined + {sum(result.quarantined for result in results):d},
-                lines_duplicate = lines_duplicate + {valid - lines_new:d},
-                lines_blank = lines_blank + {sum(result.blank_lines for result in results):d},
-                events_ingested = events_ingested + {events_new:d},
-                status = '{"done" if finished else "in_progress"}',
-                finished_at = {"now()" if finished else "NULL"}
-            WHERE file_hash = {digest}
-        """)
+        advance_ledger(con, file_hash, results[-1].last_line, lines_new, valid - lines_new,
+                       sum(result.quarantined for result in results), sum(result.blank_lines for result in results),
+                       events_new, finished)
 
 
 def _commit_or_quarantine(con: duckdb.DuckDBPyConnection, results: list[BlockResult], source_file: str,
@@ -283,16 +281,12 @@ def _ingest(con: duckdb.DuckDBPyConnection, path: Path, size: int, started: floa
     mapping = mapping or mapping_beside(path)
     fmt = detect_format(path, mapping) if format_name == "auto" or mapping else format_name
 
-    # Literals, not bound parameters: see `_commit_blocks`.
-    digest, source = sql_literal(file_hash), sql_literal(str(path))
-    ledger = con.execute(
-        f"SELECT status, lines_done, first_path FROM raw.ingest_ledger WHERE file_hash = {digest}"
-    ).fetchall()
-    if ledger and ledger[0][0] == "done":
-        outcome = "already_ingested" if ledger[0][2] == str(path) else "copy_of_ingested"
-        con.execute(f"INSERT INTO raw.ingest_files VALUES ({source}, {digest}, '{outcome}', now())")
+    ledger = ledger_entry(con, file_hash)
+    if ledger and ledger.status == "done":
+        outcome = "already_ingested" if ledger.first_path == str(path) else "copy_of_ingested"
+        record_offer(con, path, file_hash, outcome)
         return _report(con, path, file_hash, outcome, 0, time.perf_counter() - started)
-    outcome, skip = ("resumed", ledger[0][1]) if ledger else ("ingested", 0)
+    outcome, skip = ("resumed", ledger.lines_done) if ledger else ("ingested", 0)
     workdir = _workdir(database_path(con))
     spec = BlockSpec(format=fmt, native_bytes=fmt == "native" and container_of(path) == "jsonl",
                      mapping_path=str(mapping.source) if mapping else None, max_line_bytes=max_line_bytes,
@@ -300,9 +294,8 @@ def _ingest(con: duckdb.DuckDBPyConnection, path: Path, size: int, started: floa
 
     def record_start() -> None:
         if not ledger:
-            con.execute(f"""INSERT INTO raw.ingest_ledger VALUES ({digest}, {source}, {size:d}, {sql_literal(fmt)},
-                            'in_progress', 0, 0, 0, 0, 0, 0, now(), NULL)""")
-        con.execute(f"INSERT INTO raw.ingest_files VALUES ({source}, {digest}, '{outcome}', now())")
+            open_ledger(con, path, file_hash, size, fmt)
+        record_offer(con, path, file_hash, outcome)
 
     try:
         lines_done = _load_lines(con, path, file_hash, spec, skip, batch_lines, progress, workers, executor,
@@ -496,16 +489,7 @@ def _load_lines(con: duckdb.DuckDBPyConnection, path: Path, file_hash: str, spec
 
 
 def _report(con, path: Path, file_hash: str, outcome: str, new_lines: int, seconds: float) -> FileReport:
-    digest = sql_literal(file_hash)
-    (fmt, size, done, ingested, quarantined, duplicate, blank, events) = con.execute(
-        f"""SELECT format, size_bytes, lines_done, lines_ingested, lines_quarantined, lines_duplicate,
-                   lines_blank, events_ingested FROM raw.ingest_ledger WHERE file_hash = {digest}"""
-    ).fetchall()[0]
-    examples = [
-        f"{path}:{line_no}: {reason}"
-        for line_no, reason in con.execute(
-            f"SELECT line_no, reason FROM raw.quarantine WHERE file_hash = {digest} ORDER BY line_no LIMIT 5"
-        ).fetchall()
-    ]
+    (fmt, size, done, ingested, quarantined, duplicate, blank, events) = ledger_counts(con, file_hash)
+    examples = [f"{path}:{line_no}: {reason}" for line_no, reason in quarantined_lines(con, file_hash)]
     return FileReport(str(path), file_hash, fmt, outcome, done, ingested, quarantined, duplicate, blank, events,
                       new_lines, seconds, size, examples)

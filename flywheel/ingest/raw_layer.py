@@ -223,6 +223,62 @@ def register_segment(con: duckdb.DuckDBPyConnection, result: BlockResult, kind: 
                     {sql_literal(file_hash)}, {result.first_line:d}, {result.last_line:d}, {fresh:d}, now())""")
 
 
+# The ledger. Values go into its statements as literals: DuckDB's Python binding imports pandas on the first
+# bound parameter, about a second of the loading process's time (see the loader's commits).
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    status: str       # in_progress | done
+    lines_done: int   # lines committed so far: a resumed run skips them
+    first_path: str
+
+
+def ledger_entry(con: duckdb.DuckDBPyConnection, file_hash: str) -> LedgerEntry | None:
+    """What the ledger knows of a file's content, if anything."""
+    rows = con.execute(f"SELECT status, lines_done, first_path FROM raw.ingest_ledger "
+                       f"WHERE file_hash = {sql_literal(file_hash)}").fetchall()
+    return LedgerEntry(*rows[0]) if rows else None
+
+
+def open_ledger(con: duckdb.DuckDBPyConnection, path: Path, file_hash: str, size: int, fmt: str) -> None:
+    con.execute(f"""INSERT INTO raw.ingest_ledger VALUES ({sql_literal(file_hash)}, {sql_literal(str(path))},
+                    {size:d}, {sql_literal(fmt)}, 'in_progress', 0, 0, 0, 0, 0, 0, now(), NULL)""")
+
+
+def record_offer(con: duckdb.DuckDBPyConnection, path: Path, file_hash: str, outcome: str) -> None:
+    """Every path offered is recorded, renamed copies of known content included."""
+    con.execute(f"INSERT INTO raw.ingest_files VALUES ({sql_literal(str(path))}, {sql_literal(file_hash)}, "
+                f"{sql_literal(outcome)}, now())")
+
+
+def advance_ledger(con: duckdb.DuckDBPyConnection, file_hash: str, lines_done: int, ingested: int, duplicate: int,
+                   quarantined: int, blank: int, events: int, finished: bool) -> None:
+    """Count committed lines into the file's entry (inside the transaction that stored them)."""
+    con.execute(f"""
+        UPDATE raw.ingest_ledger SET
+            lines_done = {lines_done:d}, lines_ingested = lines_ingested + {ingested:d},
+            lines_quarantined = lines_quarantined + {quarantined:d}, lines_duplicate = lines_duplicate + {duplicate:d},
+            lines_blank = lines_blank + {blank:d}, events_ingested = events_ingested + {events:d},
+            status = '{"done" if finished else "in_progress"}', finished_at = {"now()" if finished else "NULL"}
+        WHERE file_hash = {sql_literal(file_hash)}
+    """)
+
+
+def ledger_counts(con: duckdb.DuckDBPyConnection, file_hash: str) -> tuple:
+    """format, size_bytes, lines_done, lines_ingested, lines_quarantined, lines_duplicate, lines_blank,
+    events_ingested of a file known to the ledger."""
+    return con.execute(f"""SELECT format, size_bytes, lines_done, lines_ingested, lines_quarantined,
+                                  lines_duplicate, lines_blank, events_ingested
+                           FROM raw.ingest_ledger WHERE file_hash = {sql_literal(file_hash)}""").fetchall()[0]
+
+
+def quarantined_lines(con: duckdb.DuckDBPyConnection, file_hash: str, limit: int = 5) -> list[tuple[int, str]]:
+    """The first quarantined lines of a file: (line number, reason)."""
+    return con.execute(f"SELECT line_no, reason FROM raw.quarantine WHERE file_hash = {sql_literal(file_hash)} "
+                       f"ORDER BY line_no LIMIT {limit:d}").fetchall()
+
+
 def handled_since_modified(con: duckdb.DuckDBPyConnection, modified: dict[str, float]) -> set[str]:
     """Of these paths (absolute path -> modification time, seconds since the epoch), the ones fully ingested
     (or known as copies) after they were last modified: offering them again would add nothing."""
