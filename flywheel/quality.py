@@ -1,9 +1,10 @@
 """Data quality: Great Expectations suites (stored in schemas/expectations/) run on the rows of a model.
 
-Each suite has a frame: the SQL that turns a model's rows (one daily partition, or the whole table) into
-the columns the expectations read, including derived flags (valid roles, message order, timestamps in the
-future, known models, orphaned feedback). Validation runs on a pandas batch: Great Expectations' SQL path
-on DuckDB fails silently (results with success=False and an exception inside), the pandas path does not.
+Each suite has a frame beside it (`<model>.frame.sql`): the SQL that turns a model's rows (the days just
+built, or the whole table) into the columns the expectations read, including derived flags (valid roles,
+message order, timestamps in the future, known models, orphaned feedback). Validation runs on a pandas batch:
+Great Expectations' SQL path on DuckDB fails silently (results with success=False and an exception inside),
+the pandas path does not.
 Expectations of severity `critical` are errors that block downstream assets; `warning` ones are reported.
 """
 
@@ -21,33 +22,6 @@ from flywheel.days import DayRange
 from flywheel.settings import SCHEMAS_DIR
 
 SUITES_DIR = SCHEMAS_DIR / "expectations"
-KNOWN_ROLES = ("system", "developer", "user", "assistant", "tool", "function")
-FEEDBACK_GRACE = "24 hours"
-# Rows of the model to validate, with the derived columns the suites read. `$first`..`$last`: the days built.
-FRAMES: dict[str, str] = {
-    "staging.stg_interactions": f"""
-        SELECT s.request_id, s.app_id, s.model, s.ts, s.latency_ms, s.tokens_in, s.tokens_out, s.cost_usd,
-               s.prompt_text,
-               list_bool_and(list_transform(s.messages, m -> m.role IN {KNOWN_ROLES})) AS roles_valid,
-               -- the conversation opens with instructions or the user, and a tool answers an assistant call
-               (list_filter(s.messages, m -> m.role NOT IN ('system', 'developer'))[1].role = 'user')
-                 AND list_bool_and(list_transform(range(1, len(s.messages) + 1), i -> s.messages[i].role <> 'tool'
-                       OR (i > 1 AND s.messages[i - 1].role IN ('assistant', 'tool'))))
-                 AS message_order_valid,
-               s.ts > now() + INTERVAL 5 MINUTE AS in_future,
-               p.model IS NOT NULL AS known_model
-        FROM staging.stg_interactions s LEFT JOIN reference.model_prices p ON p.model = s.model
-        WHERE s.event_date BETWEEN $first AND $last
-    """,
-    "staging.stg_feedback": f"""
-        SELECT f.feedback_id, f.request_id, f.score,
-               i.request_id IS NULL AND f.ts < now() - INTERVAL {FEEDBACK_GRACE} AS orphan_past_grace
-        FROM staging.stg_feedback f
-        LEFT JOIN (SELECT DISTINCT request_id FROM raw.interactions) i USING (request_id)
-    """,
-}
-
-
 @dataclass
 class ExpectationOutcome:
     expectation: str
@@ -77,8 +51,13 @@ def suite_path(relation: str) -> Path:
     return SUITES_DIR / f"{relation.split('.')[-1]}.json"
 
 
+def frame_path(relation: str) -> Path:
+    """The SQL that turns a model's rows into what its suite reads, beside the suite."""
+    return SUITES_DIR / f"{relation.split('.')[-1]}.frame.sql"
+
+
 def has_suite(relation: str) -> bool:
-    return relation in FRAMES and suite_path(relation).exists()
+    return suite_path(relation).exists() and frame_path(relation).exists()
 
 
 def validate_frame(frame, suite: dict[str, Any], key_column: str | None = None) -> SuiteOutcome:
@@ -125,7 +104,7 @@ def check_relation(con: duckdb.DuckDBPyConnection, relation: str, days: DayRange
                    ) -> SuiteOutcome:
     """Validate a model's rows (the days built, for an incremental model) against its stored suite."""
     suite = json.loads(suite_path(relation).read_text())
-    sql = FRAMES[relation]
+    sql = frame_path(relation).read_text(encoding="utf-8")
     days = DayRange.of(days) if days else None
     params = {"first": days.first, "last": days.last} if days and "$first" in sql else {}
     frame = con.execute(sql, params).pl().to_pandas()
