@@ -8,6 +8,7 @@ from typing import Any
 
 import duckdb
 
+from flywheel.days import day_watermarks
 from flywheel.ingest.loader import FileReport
 
 FILE_COLUMNS = ("file", "outcome", "format", "lines_read", "ingested", "quarantined", "duplicate", "blank",
@@ -89,7 +90,7 @@ def ingest_summary(con: duckdb.DuckDBPyConnection, file_reports: list[FileReport
         rows_per_day={table: rows_per_day(con, table) for table in ("interactions", "feedback")},
         segments=dict(con.execute("SELECT table_name, count(*) FROM raw.segments GROUP BY 1").fetchall()),
         days_touched=days_touched,
-        days_with_data=[d for (d,) in con.execute("SELECT DISTINCT event_date FROM raw.interactions").fetchall()],
+        days_with_data=list(day_watermarks(con)),
         interactions_preview=preview(con, """
             SELECT request_id, ts, app_id AS app, model, latency_ms, tokens_in, tokens_out, cost_usd
             FROM raw.interactions ORDER BY ingested_at DESC, source_line LIMIT 5"""),

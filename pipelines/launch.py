@@ -6,7 +6,8 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -35,8 +36,12 @@ def prepare_instance(home: Home) -> dg.DagsterInstance:
     return dg.DagsterInstance.from_config(str(home.dagster_home))
 
 
-def _process_identity(pid: int) -> str:
-    return f"{pid}:{psutil.Process(pid).create_time():.3f}"
+def _process_identity(pid: int) -> str | None:
+    """pid and start time: a pid reused by a later process does not pass for the one that started a run."""
+    try:
+        return f"{pid}:{psutil.Process(pid).create_time():.3f}"
+    except psutil.NoSuchProcess:
+        return None
 
 
 def fail_abandoned_runs(instance: dg.DagsterInstance) -> list[str]:
@@ -51,7 +56,7 @@ def fail_abandoned_runs(instance: dg.DagsterInstance) -> list[str]:
         pid = int(identity.split(":")[0])
         if alive(pid) and _process_identity(pid) == identity:
             continue
-        instance.report_run_failed(run, f"the process that ran it ({identity.split(':')[0]}) is gone")
+        instance.report_run_failed(run, f"the process that ran it ({pid}) is gone")
         instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
         abandoned.append(run.run_id)
     return abandoned
@@ -76,7 +81,9 @@ def _outcome(run: dg.ExecuteInProcessResult) -> str:
 
 
 @dataclass
-class BuildResult:
+class RunsResult:
+    """The Dagster runs a command made, and the days they built."""
+
     runs: list[dg.ExecuteInProcessResult] = field(default_factory=list)
     days_built: int = 0
     days_with_data: int = 0
@@ -86,26 +93,34 @@ class BuildResult:
         return all(run.success for run in self.runs)
 
 
+@contextmanager
+def _instance(home: Home, say: Callable[[str], None]) -> Iterator[dg.DagsterInstance]:
+    """The home's instance, rid of runs left by dead flywheel processes, disposed at the end (its SQLite files
+    are left checkpointed)."""
+    with prepare_instance(home) as instance:
+        for run_id in fail_abandoned_runs(instance):
+            say(f"run {run_id} was left running by a process that is gone: marked failed, its slot freed")
+        yield instance
+
+
 def build(home: Home, *, only: list[date] | None = None, since: date | None = None, until: date | None = None,
           everything: bool = False, say: Callable[[str], None] | None = None,
-          instance: dg.DagsterInstance | None = None) -> BuildResult:
+          instance: dg.DagsterInstance | None = None) -> RunsResult:
     """Build whatever days need it (or the chosen ones), each range of days in one Dagster run, recorded in the
     instance the UI and the sensors read."""
     from pipelines.builds import plan_build, range_tags
     from pipelines.definitions import definitions_for
     from pipelines.defs.build.jobs import BUILD_ASSETS
 
-    if instance is None:
-        with prepare_instance(home) as mine:  # disposed at the end: its SQLite files are left checkpointed
-            return build(home, only=only, since=since, until=until, everything=everything, say=say, instance=mine)
     say = say or (lambda message: None)
-    for run_id in fail_abandoned_runs(instance):
-        say(f"run {run_id} was left running by a process that is gone: marked failed, its slot freed")
+    if instance is None:
+        with _instance(home, say) as mine:
+            return build(home, only=only, since=since, until=until, everything=everything, say=say, instance=mine)
     if not home.warehouse.exists():
-        return BuildResult()
+        return RunsResult()
     with warehouse.session(home.warehouse, on_wait=say) as con:
         plan = plan_build(instance, con, BUILD_ASSETS, only=only, since=since, until=until, everything=everything)
-    result = BuildResult(days_with_data=len(plan.days_with_data))
+    result = RunsResult(days_with_data=len(plan.days_with_data))
     job = definitions_for(str(home.root)).resolve_job_def("build_job")
     if plan.empty:
         say(f"all {len(plan.days_with_data)} day(s) with data are built from the latest data; nothing to build")
@@ -126,37 +141,25 @@ def build(home: Home, *, only: list[date] | None = None, since: date | None = No
     return result
 
 
-@dataclass
-class MainJobResult:
-    runs: list[dg.ExecuteInProcessResult]
-    days_built: int
-
-    @property
-    def success(self) -> bool:
-        return all(run.success for run in self.runs)
-
-
-def run_main_job(home: Home, on_run: Callable[[str], None] | None = None, labeling: bool = True) -> MainJobResult:
+def run_main_job(home: Home, on_run: Callable[[str], None] | None = None, labeling: bool = True) -> RunsResult:
     """Ingest the landing folder, build every day that needs it (whichever way its data came in), then queue
     samples in Argilla and pull labels (`labeling`): the runs the sensors and schedules start in
     `flywheel dagster`, executed here in-process and recorded in the instance."""
-    with prepare_instance(home) as instance:  # disposed at the end: its SQLite files are left checkpointed
-        return _main_job(home, instance, on_run or (lambda message: None), labeling)
+    say = on_run or (lambda message: None)
+    with _instance(home, say) as instance:
+        return _main_job(home, instance, say, labeling)
 
 
-def _main_job(home: Home, instance: dg.DagsterInstance, say: Callable[[str], None], labeling: bool) -> MainJobResult:
+def _main_job(home: Home, instance: dg.DagsterInstance, say: Callable[[str], None], labeling: bool) -> RunsResult:
     from pipelines.definitions import definitions_for
 
     defs = definitions_for(str(home.root))
-
-    for run_id in fail_abandoned_runs(instance):
-        say(f"run {run_id} was left running by a process that is gone: marked failed, its slot freed")
     # raise_on_error=False: a failed run is reported (step and reason), not raised as a traceback.
     ingest = defs.resolve_job_def("ingest_job").execute_in_process(instance=instance, run_config=QUIET, tags=_tags(),
                                                                    raise_on_error=False)
     say(f"ingest: {_outcome(ingest)}{_ingest_summary(ingest)} (run {ingest.run_id})")
     runs = [ingest]
-    built = BuildResult()
+    built = RunsResult()
     if ingest.success:
         built = build(home, say=say, instance=instance)
         runs += built.runs
@@ -165,7 +168,7 @@ def _main_job(home: Home, instance: dg.DagsterInstance, say: Callable[[str], Non
                                                                       tags=_tags(), raise_on_error=False)
         runs.append(run)
         say(f"labeling: {_outcome(run)} (run {run.run_id})")
-    return MainJobResult(runs, built.days_built)
+    return RunsResult(runs, built.days_built, built.days_with_data)
 
 
 def _ingest_summary(run: dg.ExecuteInProcessResult) -> str:

@@ -282,8 +282,9 @@ def quarantined_lines(con: duckdb.DuckDBPyConnection, file_hash: str, limit: int
 def handled_since_modified(con: duckdb.DuckDBPyConnection, modified: dict[str, float]) -> set[str]:
     """Of these paths (absolute path -> modification time, seconds since the epoch), the ones fully ingested
     (or known as copies) after they were last modified: offering them again would add nothing."""
-    if not modified:
-        return set()
+    if not modified or not con.execute("SELECT 1 FROM duckdb_tables() WHERE schema_name = 'raw' "
+                                       "AND table_name = 'ingest_files'").fetchall():
+        return set()  # a warehouse with no ledger yet has taken nothing in
     import pyarrow as pa  # only the sensor asks this; ingestion itself never imports pyarrow
 
     con.register("offered_paths", pa.table({"path": pa.array(list(modified), pa.string()),

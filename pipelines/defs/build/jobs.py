@@ -28,16 +28,13 @@ build_job = dg.define_asset_job(
 
 def build_requests(instance: dg.DagsterInstance, home: Home) -> list[dg.RunRequest] | dg.SkipReason:
     """Run requests for whatever needs building, keyed by what they build from, so a request is made once."""
-    try:
-        con = warehouse.connect(home.warehouse, read_only=True, lock_timeout_s=1)
-    except FileNotFoundError:
+    if not home.warehouse.exists():
         return dg.SkipReason("no warehouse yet")
+    try:
+        with warehouse.session(home.warehouse, read_only=True, lock_timeout_s=1) as con:
+            plan = plan_build(instance, con, BUILD_ASSETS)
     except warehouse.WarehouseBusyError:
         return dg.SkipReason("the warehouse is being written; checking again at the next tick")
-    try:
-        plan = plan_build(instance, con, BUILD_ASSETS)
-    finally:
-        con.close()
     if plan.empty:
         return dg.SkipReason("every day is built from the latest data")
     stamp = plan.watermark.isoformat() if plan.watermark else "empty"

@@ -57,11 +57,9 @@ def landing_sensor(context: dg.SensorEvaluationContext):
         # Files that `flywheel ingest` or `flywheel run` already took in since they last changed need no run.
         try:
             with warehouse.session(home.warehouse, read_only=True, lock_timeout_s=1) as con:
-                if con.execute("SELECT 1 FROM duckdb_tables() WHERE schema_name = 'raw' "
-                               "AND table_name = 'ingest_files'").fetchall():
-                    handled = handled_since_modified(
-                        con, {str(home.landing / name): current[name][1] / 1e9 for name in new})
-                    new = [name for name in new if str(home.landing / name) not in handled]
+                handled = handled_since_modified(
+                    con, {str(home.landing / name): current[name][1] / 1e9 for name in new})
+            new = [name for name in new if str(home.landing / name) not in handled]
         except warehouse.WarehouseBusyError:
             return dg.SkipReason("the warehouse is being written; checking the landing folder at the next tick")
     if not new:
