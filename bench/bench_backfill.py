@@ -38,7 +38,7 @@ def _build_from_scratch(root: Path, rows: int, days: int, seed: int) -> dict[str
     # Ends at midnight, so `days` days of traffic fall on exactly `days` dates.
     simulate(source, rows, days=days, seed=seed, end=datetime(2026, 6, 1, tzinfo=UTC))
     started = time.perf_counter()
-    with warehouse.session(home.warehouse) as con:
+    with warehouse.session(home) as con:
         ingest_file(con, source, workers="auto")
         interactions = con.execute("SELECT count(*) FROM raw.interactions").fetchall()[0][0]
     ingest_s = time.perf_counter() - started

@@ -40,8 +40,9 @@ def _child(kind: str, source: str, workdir: str) -> None:
     else:
         from flywheel import warehouse
         from flywheel.ingest import ingest_file
+        from flywheel.settings import Home
 
-        with warehouse.session(Path(workdir) / "warehouse.duckdb") as con:
+        with warehouse.session(Home(Path(workdir))) as con:
             report = ingest_file(con, Path(source), workers="auto")
             assert report.reconciles, report
             rows = report.lines_read

@@ -27,12 +27,13 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     args = parser.parse_args()
 
-    from flywheel import warehouse
+    from flywheel import reports, warehouse
     from flywheel.days import DayRange
     from flywheel.dedup import MinHasher, build_clusters
     from flywheel.ingest import ingest_file
     from flywheel.quality import check_relation, has_suite
     from flywheel.reference import write_model_prices
+    from flywheel.settings import Home
     from flywheel.simulate import simulate
     from flywheel.sqlmodels import load_models, materialize
 
@@ -40,7 +41,7 @@ def main() -> None:
         source = Path(tmp) / "traffic.jsonl"
         simulate(source, args.rows, seed=21)
         timings: dict[str, float] = defaultdict(float)
-        with warehouse.session(Path(tmp) / "warehouse.duckdb") as con:
+        with warehouse.session(Home(Path(tmp))) as con:
             started = time.perf_counter()
             report = ingest_file(con, source, workers="auto")
             timings["ingest (not part of the layer)"] = time.perf_counter() - started
@@ -67,7 +68,7 @@ def main() -> None:
                     failures += len(outcome.failures("critical"))
                     timings["expectations (Great Expectations)"] += time.perf_counter() - t
             layer = time.perf_counter() - layer_started
-            redactions = con.execute("SELECT kind, sum(redactions) FROM staging.stg_redactions GROUP BY 1").fetchall()
+            redactions = reports.redaction_totals(con)
             clusters = con.execute("SELECT count(DISTINCT cluster_id), count(*) FROM dedup.clusters").fetchall()[0]
         interactions = report.lines_ingested
         print(f"{args.rows:,} simulated interactions ({report.lines_read:,} lines), {len(days)} days")

@@ -19,10 +19,11 @@ from rich.table import Table
 
 from flywheel import reports, warehouse
 from flywheel.ingest.loader import DEFAULT_BATCH_LINES
-from flywheel.settings import Home
+from flywheel.settings import ENVIRONMENT, Home
 
 app = typer.Typer(
     help="flywheel: turn production LLM traffic into curated fine-tuning, router and eval datasets.",
+    epilog="Settings (environment): " + "; ".join(f"{name}: {what}" for name, what in ENVIRONMENT.items()),
     no_args_is_help=True,
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,
@@ -129,7 +130,7 @@ def ingest(
         console.print(f"no input files under {where.landing}")
         return
     done = []
-    with warehouse.session(where.warehouse, on_wait=console.print) as con, _progress() as bar:
+    with warehouse.session(where, on_wait=console.print) as con, _progress() as bar:
         for path in files:
             task = bar.add_task(f"ingesting {path.name}", total=None)  # lines counted as they are committed
             try:
@@ -154,7 +155,7 @@ def sql(
 
     where = Home.from_env(home)
     try:
-        with warehouse.session(where.warehouse, read_only=True, on_wait=console.print) as con:
+        with warehouse.session(where, read_only=True, on_wait=console.print) as con:
             frame = con.sql(query).pl()
     except (duckdb.Error, FileNotFoundError) as error:
         console.print(f"[red]error:[/] {error}")
@@ -277,7 +278,7 @@ def label_queue(
     where = Home.from_env(home).ensure()
     target = _target(where, start_local=True)
     budgets = {k: v for k, v in {"response_review": budget, "pairwise": pairs}.items() if v is not None}
-    with warehouse.session(where.warehouse, on_wait=console.print) as con, _progress() as bar:
+    with warehouse.session(where, on_wait=console.print) as con, _progress() as bar:
         tasks: dict[str, int] = {}
 
         def advance(kind: str, done: int, total: int) -> None:
@@ -304,7 +305,7 @@ def label_pull(home: HomeOption = None) -> None:
 
     where = Home.from_env(home).ensure()
     target = _target(where, start_local=False)
-    with warehouse.session(where.warehouse, on_wait=console.print) as con:
+    with warehouse.session(where, on_wait=console.print) as con:
         try:
             report = pull_all(con, target)
         except ArgillaUnavailable as error:

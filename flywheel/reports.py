@@ -52,6 +52,16 @@ def per_app_and_model(con: duckdb.DuckDBPyConnection) -> list[tuple]:
     """).fetchall()
 
 
+def redaction_totals(con: duckdb.DuckDBPyConnection) -> list[tuple[str, int]]:
+    """(kind of redacted item, how many), most frequent first."""
+    return con.execute("""SELECT kind, sum(redactions)::BIGINT FROM intermediate.int_redaction_counts
+                          GROUP BY 1 ORDER BY 2 DESC, 1""").fetchall()
+
+
+def cluster_count(con: duckdb.DuckDBPyConnection) -> int:
+    return con.execute("SELECT count(DISTINCT cluster_id) FROM dedup.clusters").fetchall()[0][0]
+
+
 def preview(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None, max_columns: int = 8) -> str:
     """The rows a query returns, as a markdown table (its first `max_columns` columns)."""
     cursor = con.execute(sql, params or [])

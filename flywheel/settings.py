@@ -1,26 +1,86 @@
-"""Where flywheel keeps its state: everything lives under one folder, FLYWHEEL_HOME."""
+"""flywheel's settings: where its state lives (one folder, FLYWHEEL_HOME) and how it reaches the warehouse and
+Argilla. Environment variables are read here and nowhere else, once, by `Home.from_env`; every other module
+is handed the resulting `Home`."""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCHEMAS_DIR = REPO_ROOT / "schemas"
 DEFAULT_HOME = Path(".flywheel")
+ARGILLA_WORKSPACE = "flywheel"
+
+
+@dataclass(frozen=True)
+class WarehouseOptions:
+    # DuckDB lets one process at a time open a file for writing. Dagster runs steps (and runs) in separate
+    # processes, so a writer that finds the file locked waits its turn instead of failing.
+    lock_timeout_s: float = 600.0
+    # DuckDB would otherwise cache up to 80% of the machine's memory; it spills to disk beyond this limit.
+    memory_limit: str = "2GB"
+
+
+@dataclass(frozen=True)
+class ArgillaOptions:
+    """A remote Argilla when both `api_url` and `api_key` are set; otherwise the local server on `local_port`."""
+
+    api_url: str = ""
+    api_key: str = field(default="", repr=False)
+    workspace: str = ARGILLA_WORKSPACE
+    local_port: int = 6900
+    timeout_s: float = 30.0  # per request: a slow Argilla is an error, not a hang
+
+    @property
+    def remote(self) -> bool:
+        return bool(self.api_url and self.api_key)
+
+
+# Every variable flywheel reads, with what it sets; `flywheel --help` and the README list the same.
+ENVIRONMENT = {
+    "FLYWHEEL_HOME": "the folder holding all state (default ./.flywheel)",
+    "FLYWHEEL_DEPLOYMENT": "which resources the Dagster definitions use (default local)",
+    "FLYWHEEL_LOCK_TIMEOUT": "seconds a writer waits for the warehouse lock (default 600)",
+    "FLYWHEEL_DUCKDB_MEMORY": "DuckDB's memory limit before it spills to disk (default 2GB)",
+    "FLYWHEEL_ARGILLA_PORT": "port of the local Argilla on 127.0.0.1 (default 6900)",
+    "FLYWHEEL_ARGILLA_TIMEOUT": "seconds per Argilla request (default 30)",
+    "ARGILLA_API_URL": "your own Argilla (with ARGILLA_API_KEY); unset: the local one",
+    "ARGILLA_API_KEY": "the key for ARGILLA_API_URL",
+    "ARGILLA_WORKSPACE": "the workspace on your own Argilla (default flywheel)",
+}
 
 
 @dataclass(frozen=True)
 class Home:
-    """The layout of FLYWHEEL_HOME; creating a Home creates nothing, `ensure()` does."""
+    """The layout of FLYWHEEL_HOME and the settings that go with it; creating a Home creates nothing,
+    `ensure()` does."""
 
     root: Path
+    deployment: str = "local"
+    warehouse_options: WarehouseOptions = WarehouseOptions()
+    argilla: ArgillaOptions = ArgillaOptions()
 
     @classmethod
-    def from_env(cls, root: str | os.PathLike[str] | None = None) -> Home:
-        chosen = root or os.environ.get("FLYWHEEL_HOME") or DEFAULT_HOME
-        return cls(Path(chosen).expanduser().resolve())
+    def from_env(cls, root: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Home:
+        """`root` (a command's --home) wins over FLYWHEEL_HOME; the rest comes from the environment."""
+        env = os.environ if env is None else env
+        chosen = root or env.get("FLYWHEEL_HOME") or DEFAULT_HOME
+        defaults_w, defaults_a = WarehouseOptions(), ArgillaOptions()
+        return cls(
+            Path(chosen).expanduser().resolve(),
+            deployment=env.get("FLYWHEEL_DEPLOYMENT", "local"),
+            warehouse_options=WarehouseOptions(
+                lock_timeout_s=_number(env, "FLYWHEEL_LOCK_TIMEOUT", defaults_w.lock_timeout_s),
+                memory_limit=env.get("FLYWHEEL_DUCKDB_MEMORY", defaults_w.memory_limit)),
+            argilla=ArgillaOptions(
+                api_url=env.get("ARGILLA_API_URL", "").rstrip("/"), api_key=env.get("ARGILLA_API_KEY", ""),
+                workspace=env.get("ARGILLA_WORKSPACE", defaults_a.workspace),
+                local_port=int(_number(env, "FLYWHEEL_ARGILLA_PORT", defaults_a.local_port)),
+                timeout_s=_number(env, "FLYWHEEL_ARGILLA_TIMEOUT", defaults_a.timeout_s)),
+        )
 
     @property
     def warehouse(self) -> Path:
@@ -35,7 +95,7 @@ class Home:
         return self.root / "dagster"
 
     @property
-    def argilla(self) -> Path:
+    def argilla_folder(self) -> Path:
         return self.root / "argilla"
 
     @property
@@ -46,3 +106,13 @@ class Home:
         for folder in (self.root, self.landing, self.dagster_home):
             folder.mkdir(parents=True, exist_ok=True)
         return self
+
+
+def _number(env: Mapping[str, str], name: str, default: float) -> float:
+    text = env.get(name)
+    if text is None or text == "":
+        return default
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{name}={text!r} is not a number") from None

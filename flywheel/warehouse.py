@@ -3,7 +3,6 @@ holds and how it is laid out is `flywheel/ingest/raw_layer.py`'s."""
 
 from __future__ import annotations
 
-import os
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -12,15 +11,9 @@ from pathlib import Path
 
 import duckdb
 
-# DuckDB lets one process at a time open a file for writing. Dagster runs steps (and runs) in separate
-# processes, so a writer that finds the file locked waits its turn instead of failing.
-DEFAULT_LOCK_TIMEOUT_S = float(os.environ.get("FLYWHEEL_LOCK_TIMEOUT", "600"))
-# DuckDB would otherwise cache up to 80% of the machine's memory; it spills to disk beyond this limit.
-DEFAULT_MEMORY_LIMIT = os.environ.get("FLYWHEEL_DUCKDB_MEMORY", "2GB")
-
+from flywheel.settings import Home
 
 CONFIG = {
-    "memory_limit": DEFAULT_MEMORY_LIMIT,
     # A new warehouse is written in DuckDB's newest storage format: its string compression (FSST dictionaries)
     # halves the size of the logged texts against the default, which stays readable by DuckDB 0.10. Readers
     # need DuckDB 1.5 or newer; a warehouse made before keeps its format.
@@ -38,13 +31,16 @@ def _is_lock_conflict(error: duckdb.Error) -> bool:
 
 
 def connect(
-    path: Path,
+    home: Home,
     *,
     read_only: bool = False,
-    lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
+    lock_timeout_s: float | None = None,
     on_wait: Callable[[str], None] | None = None,
 ) -> duckdb.DuckDBPyConnection:
-    """Open the warehouse, waiting (with jittered back-off) while another process holds its lock."""
+    """Open the home's warehouse, waiting (with jittered back-off) while another process holds its lock, up to
+    the home's lock timeout unless `lock_timeout_s` says otherwise (a sensor's tick must not wait long)."""
+    path, options = home.warehouse, home.warehouse_options
+    lock_timeout_s = options.lock_timeout_s if lock_timeout_s is None else lock_timeout_s
     if read_only and not path.exists():
         raise FileNotFoundError(f"no warehouse at {path}: ingest something first (flywheel ingest/run)")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -52,7 +48,8 @@ def connect(
     delay, told = 0.05, False
     while True:
         try:
-            return duckdb.connect(str(path), read_only=read_only, config=CONFIG)
+            return duckdb.connect(str(path), read_only=read_only,
+                                  config={**CONFIG, "memory_limit": options.memory_limit})
         except duckdb.IOException as error:
             if not _is_lock_conflict(error):
                 raise
@@ -68,8 +65,8 @@ def connect(
 
 
 @contextmanager
-def session(path: Path, **kwargs) -> Iterator[duckdb.DuckDBPyConnection]:
-    con = connect(path, **kwargs)
+def session(home: Home, **kwargs) -> Iterator[duckdb.DuckDBPyConnection]:
+    con = connect(home, **kwargs)
     try:
         yield con
     finally:

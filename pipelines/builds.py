@@ -18,6 +18,7 @@ from dagster._core.events import DagsterEventType
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from flywheel.days import DayRange, day_watermarks, stretches, warehouse_watermark
+from flywheel.ingest.raw_layer import raw_layer_exists
 from pipelines.shared import DAYS
 
 DATA_VERSION_TAG = "dagster/data_version"
@@ -83,8 +84,7 @@ def plan_build(instance: dg.DagsterInstance, con: duckdb.DuckDBPyConnection, ass
     """The runs that bring the chosen days up to date: by default every day that needs building; `only`
     names days, `since`/`until` bound them, `everything` rebuilds the chosen days whether they need it or not.
     Registers any day partition the data has that Dagster lacks."""
-    if not con.execute("SELECT 1 FROM duckdb_views() WHERE schema_name = 'raw' AND view_name = 'interactions'"
-                       ).fetchall():
+    if not raw_layer_exists(con):
         return BuildPlan([], [], None)
     marks = day_watermarks(con)
     watermark = warehouse_watermark(con)

@@ -35,14 +35,12 @@ def run(
     if not where.warehouse.exists():
         console.print(f"nothing ingested yet: put log files in {where.landing} or run `flywheel ingest FILES`")
         return
-    with warehouse.session(where.warehouse, read_only=True, on_wait=console.print) as con:
+    with warehouse.session(where, read_only=True, on_wait=console.print) as con:
         counts = reports.raw_counts(con)
         table = report_table(f"intermediate.int_interactions in {where.warehouse}",
                        ("app", "model", "calls", "avg ms", "cost $", "rated", "score"),
                        reports.per_app_and_model(con), identifiers=2)
-        redacted = con.execute("SELECT kind, sum(redactions)::BIGINT FROM staging.stg_redactions GROUP BY 1 "
-                               "ORDER BY 2 DESC").fetchall()
-        clusters = con.execute("SELECT count(DISTINCT cluster_id) FROM dedup.clusters").fetchall()[0][0]
+        redacted, clusters = reports.redaction_totals(con), reports.cluster_count(con)
     console.print(table)
     console.print(", ".join(f"{k}: {v:,}" for k, v in counts.items()) + f", near-duplicate clusters: {clusters:,}")
     console.print("redacted before leaving raw: " + (", ".join(f"{k} {n:,}" for k, n in redacted) or "nothing"))
@@ -55,12 +53,12 @@ def run(
 def _print_labeling(where: Home) -> None:
     from flywheel.labeling.client import remote_target
     from flywheel.labeling.server import LocalArgilla
+    from flywheel.labeling.store import queued_by_kind
 
-    with warehouse.session(where.warehouse, read_only=True, on_wait=console.print) as con:
-        queued = con.execute("SELECT kind, count(*), count(pushed_at) FROM labeling.queue GROUP BY 1 ORDER BY 1")
-        queued = queued.fetchall()
+    with warehouse.session(where, read_only=True, on_wait=console.print) as con:
+        queued = queued_by_kind(con)
     console.print("in Argilla: " + ", ".join(f"{kind} {pushed:,} of {n:,} queued" for kind, n, pushed in queued))
-    remote = remote_target()
+    remote = remote_target(where)
     if remote is not None:
         console.print(f"label at {remote.api_url}")
         return

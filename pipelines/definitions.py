@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
 import dagster as dg
 
+from flywheel.settings import Home
 from pipelines.defs.build import definitions as build
 from pipelines.defs.dedup import definitions as dedup
 from pipelines.defs.ingest import definitions as ingest
@@ -14,16 +13,14 @@ from pipelines.defs.reference import definitions as reference
 from pipelines.defs.sql_models import definitions as sql_models
 from pipelines.resources import resources_for
 
-DEPLOYMENT = os.environ.get("FLYWHEEL_DEPLOYMENT", "local")
-
-
 
 def definitions_for(home: str = "") -> dg.Definitions:
     """Every stage's definitions with the deployment's resources; `home` binds them to one FLYWHEEL_HOME (the
     CLI's in-process runs), empty reads FLYWHEEL_HOME when a run executes (the Dagster UI and daemon)."""
     # One package per stage, in the direction of the data; `build` holds the job and sensor that run the middle.
+    deployment = Home.from_env(home or None).deployment
     return dg.Definitions.merge(ingest.defs, reference.defs, sql_models.defs, dedup.defs, labeling.defs, build.defs,
-                                dg.Definitions(resources=resources_for(DEPLOYMENT, home=home)))
+                                dg.Definitions(resources=resources_for(deployment, home=home)))
 
 
 defs = definitions_for()

@@ -118,7 +118,7 @@ def build(home: Home, *, only: list[date] | None = None, since: date | None = No
             return build(home, only=only, since=since, until=until, everything=everything, say=say, instance=mine)
     if not home.warehouse.exists():
         return RunsResult()
-    with warehouse.session(home.warehouse, on_wait=say) as con:
+    with warehouse.session(home, on_wait=say) as con:
         plan = plan_build(instance, con, BUILD_ASSETS, only=only, since=since, until=until, everything=everything)
     result = RunsResult(days_with_data=len(plan.days_with_data))
     job = definitions_for(str(home.root)).resolve_job_def("build_job")

@@ -27,7 +27,7 @@ class WarehouseResource(dg.ConfigurableResource):
         return Home.from_env(self.home or None).ensure()
 
     def connect(self, log: dg.DagsterLogManager | None = None, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-        return warehouse.connect(self.layout.warehouse, read_only=read_only,
+        return warehouse.connect(self.layout, read_only=read_only,
                                  on_wait=log.info if log else None)
 
     @contextmanager

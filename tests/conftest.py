@@ -21,7 +21,7 @@ def con(home: Home):
     from flywheel import warehouse
     from flywheel.ingest import raw_layer
 
-    connection = warehouse.connect(home.warehouse)
+    connection = warehouse.connect(home)
     raw_layer.ensure_raw_layer(connection)
     yield connection
     connection.close()
@@ -63,7 +63,7 @@ def warehouse_copy(built_warehouse: Path, home: Home):
     from flywheel import warehouse
 
     shutil.copyfile(built_warehouse, home.warehouse)
-    connection = warehouse.connect(home.warehouse)
+    connection = warehouse.connect(home)
     yield connection
     connection.close()
 

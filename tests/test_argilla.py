@@ -17,6 +17,7 @@ from flywheel.labeling.client import ArgillaTarget, ArgillaUnavailable
 from flywheel.labeling.datasets import PAIRWISE, RESPONSE_REVIEW, DatasetSpec, load_sampling, load_spec
 from flywheel.labeling.loop import pull_all, queue_and_push
 from flywheel.labeling.server import LocalArgilla
+from flywheel.settings import Home
 
 CONFIG = load_sampling()
 
@@ -304,7 +305,6 @@ def test_argilla_down_mid_push_is_a_clear_error_and_the_next_push_completes(labe
 def test_the_loop_reports_progress_and_agreement_in_dagster_metadata(labeling, monkeypatch):
     import dagster as dg
 
-    from flywheel.settings import Home
     from pipelines.launch import prepare_instance
 
     con, target, _names = labeling
@@ -332,19 +332,17 @@ def test_the_loop_reports_progress_and_agreement_in_dagster_metadata(labeling, m
         e.asset_key for e in pulled.get_asset_materialization_events()}
 
 
-def test_a_remote_argilla_is_used_when_configured_and_a_missing_one_is_a_clear_error(home, monkeypatch):
+def test_a_remote_argilla_is_used_when_configured_and_a_missing_one_is_a_clear_error(home):
     from flywheel.labeling.client import resolve_target
 
-    monkeypatch.setenv("ARGILLA_API_URL", "http://127.0.0.1:9/")
-    monkeypatch.setenv("ARGILLA_API_KEY", "k")
-    target = resolve_target(home, start_local=True)
+    remote = Home.from_env(home.root, env={"ARGILLA_API_URL": "http://127.0.0.1:9/", "ARGILLA_API_KEY": "k"})
+    target = resolve_target(remote, start_local=True)
     assert (target.api_url, target.local) == ("http://127.0.0.1:9", False)
     assert not LocalArgilla(home).credentials_file.exists()  # nothing local was started
     with pytest.raises(ArgillaUnavailable, match=r"127\.0\.0\.1:9"):
         pull_all(__import__("duckdb").connect(), target)
-    monkeypatch.delenv("ARGILLA_API_URL")
     with pytest.raises(ArgillaUnavailable, match="flywheel argilla up"):
-        resolve_target(home)
+        resolve_target(Home.from_env(home.root, env={}))
 
 
 def test_a_slow_argilla_is_a_clear_error_and_nothing_is_marked_pushed(warehouse_copy):
@@ -399,12 +397,11 @@ def test_metadata_and_vectors_added_to_the_settings_later_reach_an_existing_data
     assert {m.name for m in dataset.settings.metadata} == set(spec.metadata_names)
 
 
-def test_with_no_argilla_configured_the_main_job_path_starts_the_local_one(home, monkeypatch):
+def test_with_no_argilla_configured_the_main_job_path_starts_the_local_one(tmp_path):
     from flywheel.labeling.client import resolve_target
     from tests.support.ports import free_port
 
-    monkeypatch.delenv("ARGILLA_API_URL", raising=False)
-    monkeypatch.setenv("FLYWHEEL_ARGILLA_PORT", str(free_port()))
+    home = Home.from_env(tmp_path / "home", env={"FLYWHEEL_ARGILLA_PORT": str(free_port())}).ensure()
     server = LocalArgilla(home)
     try:
         target = resolve_target(home, start_local=True, say=lambda m: None)

@@ -100,6 +100,7 @@ def test_rebuilding_changes_nothing_and_the_earliest_member_names_the_cluster(co
 def test_clusters_do_not_depend_on_the_order_days_were_staged_in(con, tmp_path, home):
     from flywheel import warehouse
     from flywheel.ingest import raw_layer
+    from flywheel.settings import Home
 
     def text(d: int, i: int) -> str:
         return variant(i + d) if i % 2 else f"topic {d} {i} " * 4
@@ -109,7 +110,7 @@ def test_clusters_do_not_depend_on_the_order_days_were_staged_in(con, tmp_path, 
     hasher = MinHasher(DedupConfig(threshold=0.6))
     results = []
     for n, order in enumerate((sorted(days), sorted(days, reverse=True))):
-        connection = con if n == 0 else warehouse.connect(home.root / "other.duckdb")
+        connection = con if n == 0 else warehouse.connect(Home(home.root / "other"))
         raw_layer.ensure_raw_layer(connection)
         for day in order:
             _stage(connection, tmp_path / str(n), day, days[day])

@@ -17,7 +17,7 @@ EXPECTED_ASSET_KEYS = {
     "reference/model_prices",
     "staging/stg_interactions",
     "staging/stg_feedback",
-    "staging/stg_redactions",
+    "intermediate/int_redaction_counts",
     "intermediate/int_feedback_by_request",
     "intermediate/int_interactions",
     "intermediate/int_cluster_members",
@@ -74,6 +74,24 @@ def test_the_library_never_imports_dagster_nor_the_wiring():
             offenders += [f"{path.relative_to(REPO_ROOT)}: {n}" for n in names
                           if n.split(".")[0] in ("dagster", "pipelines") or n.startswith("dagster_")]
     assert offenders == []
+
+
+def test_settings_are_read_from_the_environment_in_one_place_and_documented():
+    import re
+
+    from flywheel.settings import ENVIRONMENT
+
+    readers = []
+    for path in [*(REPO_ROOT / "flywheel").rglob("*.py"), *(REPO_ROOT / "pipelines").rglob("*.py")]:
+        if path.name == "settings.py" or "argilla_local" in path.parts:  # the local server's child process
+            continue
+        text = path.read_text()
+        readers += [f"{path.relative_to(REPO_ROOT)}: {m}"
+                    for m in re.findall(r"environ(?:\.get)?[\[(]\s*[\"']((?:FLYWHEEL|ARGILLA)_\w+)", text)]
+        readers += [f"{path.relative_to(REPO_ROOT)}: getenv" for _ in re.findall(r"getenv\(", text)]
+    assert readers == []
+    readme = (REPO_ROOT / "README.md").read_text()
+    assert [name for name in ENVIRONMENT if f"`{name}`" not in readme] == []
 
 
 def test_dagster_yaml_keeps_telemetry_off_and_serialises_warehouse_writers():

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from flywheel import warehouse
+from flywheel.settings import Home
 from flywheel.simulate import simulate
 
 
@@ -22,7 +23,7 @@ def _ingest_command(home: Path, *paths: Path, batch_lines: int = 2_000) -> list[
 
 
 def _totals(home: Path) -> tuple[int, int, int, int, int]:
-    with warehouse.session(home / "warehouse.duckdb", read_only=True) as con:
+    with warehouse.session(Home(home), read_only=True) as con:
         return con.execute("""
             SELECT (SELECT count(*) FROM raw.interactions), (SELECT count(DISTINCT request_id) FROM raw.interactions),
                    (SELECT count(*) FROM raw.feedback), (SELECT count(DISTINCT feedback_id) FROM raw.feedback),
@@ -52,13 +53,13 @@ def test_kill_9_at_random_points_then_rerun_loses_and_duplicates_nothing(tmp_pat
     assert interactions == distinct_i == counts["interactions"]
     assert feedback == distinct_f == counts["feedback"]
     assert quarantined == counts["malformed"]
-    with warehouse.session(home / "warehouse.duckdb", read_only=True) as con:
+    with warehouse.session(Home(home), read_only=True) as con:
         ledger = con.execute("""SELECT status, lines_done, lines_ingested + lines_quarantined + lines_duplicate
                                        + lines_blank FROM raw.ingest_ledger""").fetchall()
     lines = sum(1 for _ in source.open("rb"))
     assert ledger == [("done", lines, lines)]
     # A file this large (over 64 MiB) is stored as Parquet segments: none of those the kills left half-done remains.
-    with warehouse.session(home / "warehouse.duckdb", read_only=True) as con:
+    with warehouse.session(Home(home), read_only=True) as con:
         registered = {path for (path,) in con.execute("SELECT path FROM raw.segments").fetchall()}
     on_disk = {file.relative_to(home / "warehouse.raw").as_posix()
                for file in (home / "warehouse.raw").rglob("*.parquet")}
@@ -84,21 +85,20 @@ def test_two_writers_at_once_wait_for_each_other_instead_of_failing(tmp_path):
 
 
 def test_a_writer_that_waits_too_long_gets_a_clear_error(tmp_path):
-    path = tmp_path / "w.duckdb"
+    path = Home(tmp_path).warehouse
     holder = subprocess.Popen([sys.executable, "-c", f"import duckdb,time; c=duckdb.connect({str(path)!r}); "
                                                      "print('locked', flush=True); time.sleep(30)"],
                               stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(warehouse.WarehouseBusyError, match="stayed locked by another process"):
-            warehouse.connect(path, lock_timeout_s=1.0)
+            warehouse.connect(Home(tmp_path), lock_timeout_s=1.0)
     finally:
         holder.kill()
         holder.wait()
 
 
 def _build_in_child(root: str, everything: bool) -> None:
-    from flywheel.settings import Home
     from pipelines.launch import build
 
     result = build(Home(Path(root)), everything=everything)
@@ -106,7 +106,7 @@ def _build_in_child(root: str, everything: bool) -> None:
 
 
 def _built_tables(home_root: Path) -> dict[str, list]:
-    with warehouse.session(home_root / "warehouse.duckdb", read_only=True) as con:
+    with warehouse.session(Home(home_root), read_only=True) as con:
         return {table: con.execute(f"SELECT * FROM {table} ORDER BY ALL").fetchall()
                 for table in ("staging.stg_interactions", "staging.stg_feedback", "dedup.clusters",
                               "intermediate.int_interactions", "intermediate.int_cluster_members")}
@@ -122,7 +122,7 @@ def test_a_build_killed_at_random_points_never_blocks_the_next_which_gives_a_cle
     simulate(source, 4_000, days=6, seed=3)
     homes = {name: tmp_path / name for name in ("clean", "killed")}
     for root in homes.values():
-        with warehouse.session(root / "warehouse.duckdb") as con:
+        with warehouse.session(Home(root)) as con:
             ingest_file(con, source)
     # Children come from a fork server that imported everything once (forking this process, which runs other
     # tests' threads, could copy a held lock), so they start building at once and the kills land inside the

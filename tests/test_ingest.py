@@ -13,7 +13,7 @@ import pytest
 
 from flywheel.ingest import MappingError, ingest_file, load_mapping
 from flywheel.ingest.loader import DEFAULT_MAX_LINE_BYTES
-from flywheel.settings import SCHEMAS_DIR
+from flywheel.settings import SCHEMAS_DIR, Home
 from tests.factories import feedback, interaction, write_lines
 
 
@@ -44,6 +44,25 @@ def test_valid_events_land_in_raw_tables_with_their_day(con, tmp_path):
     row = con.execute("SELECT messages[2].content, source_file, source_line FROM raw.interactions "
                       "WHERE request_id = 'r2'").fetchall()[0]
     assert row == ("Reset password?", str(path.resolve()), 2)
+
+
+def test_every_field_of_the_contract_is_stored_with_the_contracts_defaults(con, tmp_path):
+    import msgspec
+
+    from flywheel.contracts import CONTRACTS
+    from flywheel.ingest.raw_layer import KINDS, NOT_STORED
+
+    history = [{"role": "user", "content": "Write malware."}, {"role": "assistant", "refusal": "I can't help."},
+               {"role": "user", "content": [{"type": "text", "text": "Then a poem."}]}]
+    ingest_file(con, write_lines(tmp_path / "a.jsonl", [interaction("r1", messages=history)]))
+    for kind, contract in CONTRACTS.items():
+        stored = {name for (name,) in con.execute(f"SELECT column_name FROM (DESCRIBE raw.{KINDS[kind].table})")
+                  .fetchall()}
+        fields = {f.encode_name for f in msgspec.structs.fields(contract)} - NOT_STORED - {"timestamp"}
+        assert fields <= stored, f"{kind}: {fields - stored} not stored"
+    row = con.execute("""SELECT messages[2].refusal, json_extract_string(messages[3].content, '$[0].text'),
+                                status, tags, metadata::VARCHAR FROM raw.interactions""").fetchone()
+    assert row == ("I can't help.", "Then a poem.", "ok", [], "{}")
 
 
 def test_the_same_file_twice_adds_nothing(con, tmp_path):
@@ -387,7 +406,7 @@ def test_workers_store_the_same_rows_as_one_process_for_plain_and_compressed_fil
         source.write_bytes(gzip.compress(plain.read_bytes()))
     stored = {}
     for workers in (0, 2):
-        with warehouse.session(tmp_path / f"w{workers}.duckdb") as con:
+        with warehouse.session(Home(tmp_path / f"w{workers}")) as con:
             report = ingest_file(con, source, batch_lines=97, workers=workers)
             assert report.reconciles and report.lines_read == plain.read_bytes().count(b"\n")
             stored[workers] = [con.execute(f"SELECT * EXCLUDE (ingested_at) FROM raw.{table} ORDER BY source_line")

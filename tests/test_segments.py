@@ -11,6 +11,7 @@ import pytest
 from flywheel import warehouse
 from flywheel.ingest import ingest_file, raw_layer
 from flywheel.ingest import loader as loader_module
+from flywheel.settings import Home
 from tests.factories import feedback, interaction, write_lines
 
 
@@ -84,18 +85,18 @@ def test_a_segment_moved_into_place_but_never_committed_is_never_read_and_is_rem
 
 
 def test_a_moved_warehouse_reads_its_segments_from_their_new_place(home, tmp_path):
-    with warehouse.session(home.warehouse) as con:
+    with warehouse.session(home) as con:
         ingest_file(con, write_lines(tmp_path / "big.jsonl", [interaction("x"), interaction("y")]), storage="segments")
     moved = tmp_path / "moved"
     shutil.move(home.root, moved)
-    with warehouse.session(moved / "warehouse.duckdb") as con:  # a writer re-points the views
+    with warehouse.session(Home(moved)) as con:  # a writer re-points the views
         raw_layer.ensure_raw_layer(con)
-    with warehouse.session(moved / "warehouse.duckdb", read_only=True) as con:
+    with warehouse.session(Home(moved), read_only=True) as con:
         assert stored(con, "interactions") == ["x", "y"]
 
 
 def test_any_duckdb_client_reads_the_views_read_only(home, tmp_path):
-    with warehouse.session(home.warehouse) as con:
+    with warehouse.session(home) as con:
         ingest_file(con, write_lines(tmp_path / "big.jsonl", [interaction("x"), feedback("x")]), storage="segments")
         ingest_file(con, write_lines(tmp_path / "small.jsonl", [interaction("y")]))
     plain = duckdb.connect(str(home.warehouse), read_only=True)
@@ -107,13 +108,13 @@ def test_any_duckdb_client_reads_the_views_read_only(home, tmp_path):
 
 
 def test_a_warehouse_made_before_segments_keeps_its_events(home):
-    with warehouse.session(home.warehouse) as con:
+    with warehouse.session(home) as con:
         con.execute("CREATE SCHEMA raw")
         con.execute(raw_layer.RAW_DDL.replace("interactions_rows", "interactions").replace("feedback_rows", "feedback"))
         con.execute("""INSERT INTO raw.interactions (request_id, event_date, ts, app_id, model, messages, status,
-                       source_file, source_line, file_hash, ingested_at)
-                       VALUES ('old', DATE '2026-01-01', now(), 'app', 'm', [], 'ok', 'f', 1, 'h', now())""")
-    with warehouse.session(home.warehouse) as con:
+                       tags, metadata, source_file, source_line, file_hash, ingested_at)
+                       VALUES ('old', DATE '2026-01-01', now(), 'app', 'm', [], 'ok', [], '{}', 'f', 1, 'h', now())""")
+    with warehouse.session(home) as con:
         raw_layer.ensure_raw_layer(con)
         assert stored(con, "interactions") == ["old"]
         assert con.execute("SELECT table_type FROM information_schema.tables WHERE table_schema = 'raw' "

@@ -171,7 +171,8 @@ def test_staging_holds_only_redacted_text_and_counts_what_it_redacted(con, tmp_p
     assert prompt == first == "my key is [API_KEY], mail me: [EMAIL]"
     assert response == "Call [PHONE] instead."
     assert con.execute("SELECT correction FROM staging.stg_feedback").fetchall() == [("write [EMAIL]",)]
-    counts = con.execute("SELECT field, kind, redactions FROM staging.stg_redactions ORDER BY ALL").fetchall()
+    counts = con.execute("SELECT field, kind, redactions FROM intermediate.int_redaction_counts ORDER BY ALL"
+                         ).fetchall()
     assert counts == [("prompt", "API_KEY", 1), ("prompt", "EMAIL", 1), ("response", "PHONE", 1)]
     raw = con.execute("SELECT messages[1].content FROM raw.interactions").fetchall()[0][0]
     assert "sk-proj-" in raw  # the raw layer keeps what was logged

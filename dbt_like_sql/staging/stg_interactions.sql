@@ -64,7 +64,7 @@ SELECT
     t.metadata,
     t.source_file,
     t.source_line,
-    -- what redaction replaced, by kind (EMAIL, API_KEY, ...): staging.stg_redactions counts these
+    -- what redaction replaced, by kind (EMAIL, API_KEY, ...): intermediate.int_redaction_counts counts these
     redacted_kinds(t.conversation_text) AS prompt_redactions,
     redacted_kinds(t.response_text) AS response_redactions,
     redacted_kinds(t.error) AS error_redactions

@@ -146,7 +146,7 @@ def _commit_blocks(con: duckdb.DuckDBPyConnection, results: list[BlockResult], s
             # Filter only when needed: an unfiltered insert goes straight to row groups.
             if fresh.get(kind, 0) != rows[kind]:
                 selected += f" WHERE _fw_line IN (SELECT line_no FROM block_fresh WHERE kind = '{kind}')"
-            con.execute(f"INSERT INTO raw.{KINDS[kind].table}_rows {selected}")
+            con.execute(f"INSERT INTO raw.{KINDS[kind].table}_rows BY NAME {selected}")
         for result in results:
             for kind, segment in result.segments.items():
                 register_segment(con, result, kind, segment, file_hash)

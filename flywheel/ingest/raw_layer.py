@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import duckdb
+import msgspec.inspect as mi
 
+from flywheel.contracts import CONTRACTS
 from flywheel.warehouse import database_path, sql_literal
 
 if TYPE_CHECKING:
@@ -44,63 +46,87 @@ def segment_name(file_hash: str, first_line: int) -> str:
     return f"{file_hash[:24]}-{first_line:012d}.parquet"
 
 
-RAW_DDL = """
-CREATE SCHEMA IF NOT EXISTS raw;
+# How the contract's fields are stored. Free-form parts, whose keys differ from event to event, are kept as
+# JSON text; a message's `content` (text, or a list of parts such as images) is its text or the JSON text of
+# the list. The schema version is the contract's, not the event's; an event's timestamp becomes `ts` and its
+# UTC date `event_date`, the daily partition every later layer works in.
+AS_JSON = frozenset({"tools", "params", "metadata", "tool_calls"})
+NOT_STORED = frozenset({"schema_version"})
 
--- One row per interaction event, as logged, with its nested parts as DuckDB types (columnar, compressed
--- like any other column). A message's `content` is its text; content given as a list of parts (images,
--- audio) is kept as the JSON text of that list. event_date (UTC) is the daily partition every later
--- layer works in.
-CREATE TABLE IF NOT EXISTS raw.interactions_rows (
-    request_id      VARCHAR NOT NULL,
-    event_date      DATE NOT NULL,
-    ts              TIMESTAMPTZ NOT NULL,
-    app_id          VARCHAR NOT NULL,
-    model           VARCHAR NOT NULL,
-    provider        VARCHAR,
-    messages        STRUCT(role VARCHAR, content VARCHAR, "name" VARCHAR, tool_call_id VARCHAR, tool_calls JSON)[]
-                    NOT NULL,
-    response        STRUCT(role VARCHAR, content VARCHAR, tool_calls JSON, refusal VARCHAR, finish_reason VARCHAR),
-    tools           JSON,
-    params          JSON,
-    latency_ms      DOUBLE,
-    tokens_in       BIGINT,
-    tokens_out      BIGINT,
-    cost_usd        DOUBLE,
-    status          VARCHAR NOT NULL,
-    error           VARCHAR,
-    user_hash       VARCHAR,
-    session_hash    VARCHAR,
-    tags            VARCHAR[],
-    metadata        JSON,
-    source_file     VARCHAR NOT NULL,
-    source_line     BIGINT NOT NULL,
-    file_hash       VARCHAR NOT NULL,
-    ingested_at     TIMESTAMPTZ NOT NULL
-);
 
--- Feedback may arrive before or after its interaction; the two are joined downstream, never here.
-CREATE TABLE IF NOT EXISTS raw.feedback_rows (
-    feedback_id     VARCHAR NOT NULL,
-    request_id      VARCHAR NOT NULL,
-    event_date      DATE NOT NULL,
-    ts              TIMESTAMPTZ NOT NULL,
-    feedback_type   VARCHAR NOT NULL,
-    source          VARCHAR NOT NULL,
-    thumb           VARCHAR,
-    rating          DOUBLE,
-    rating_scale    DOUBLE,
-    correction      VARCHAR,
-    success         BOOLEAN,
-    comment         VARCHAR,
-    user_hash       VARCHAR,
-    metadata        JSON,
-    source_file     VARCHAR NOT NULL,
-    source_line     BIGINT NOT NULL,
-    file_hash       VARCHAR NOT NULL,
-    ingested_at     TIMESTAMPTZ NOT NULL
-);
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+    not_null: bool
+    read: bool = True  # read as it is from a block file's events (else `expression` computes it)
+    expression: str = ""  # a SELECT expression over a block file's fields; {source} and {digest} filled in
 
+
+def _duckdb_type(info: mi.Type) -> str:
+    if isinstance(info, mi.Metadata):
+        return _duckdb_type(info.type)
+    if isinstance(info, mi.UnionType):
+        kinds = [t for t in info.types if not isinstance(t, mi.NoneType)]
+        return _duckdb_type(kinds[0]) if len(kinds) == 1 else "VARCHAR"
+    if isinstance(info, mi.StructType):
+        return "STRUCT(" + ", ".join(f'"{f.encode_name}" {_field_type(f)}' for f in info.fields) + ")"
+    if isinstance(info, mi.ListType):
+        return _duckdb_type(info.item_type) + "[]"
+    simple = {mi.StrType: "VARCHAR", mi.LiteralType: "VARCHAR", mi.IntType: "BIGINT", mi.FloatType: "DOUBLE",
+              mi.BoolType: "BOOLEAN", mi.DictType: "JSON", mi.AnyType: "JSON"}
+    if type(info) not in simple:
+        raise TypeError(f"no DuckDB type for the contract's {info!r}")
+    return simple[type(info)]
+
+
+def _field_type(field: mi.Field) -> str:
+    return "JSON" if field.encode_name in AS_JSON else _duckdb_type(field.type)
+
+
+def _sql_default(value: object) -> str:
+    if isinstance(value, str):
+        return sql_literal(value)
+    if value == []:
+        return "[]"
+    if value == {}:
+        return "'{}'"
+    raise TypeError(f"no SQL literal for the contract's default {value!r}")
+
+
+def event_columns(kind: str) -> tuple[Column, ...]:
+    """The columns of `raw.<table>_rows` (and of its segments), derived from the contract of `kind`: each
+    field in the contract's order, then where the event came from. A field with a default gets it when an
+    event leaves it out, and is never NULL. The raw layer inserts and unions by name, not by position."""
+    columns = []
+    for field in mi.type_info(CONTRACTS[kind]).fields:
+        name = field.encode_name
+        if name in NOT_STORED:
+            continue
+        if name == "timestamp":
+            columns += [Column("event_date", "DATE", True, False, "make_timestamp(_fw_ts)::DATE"),
+                        Column("ts", "TIMESTAMPTZ", True, False, "make_timestamptz(_fw_ts)")]
+        elif name == KINDS[kind].key and not field.required:  # derived when absent: validation wrote it
+            columns.append(Column(name, "VARCHAR", True, False, "_fw_key"))
+        else:
+            default = field.default_factory() if field.default_factory is not mi.NODEFAULT else field.default
+            filled = default not in (None, mi.NODEFAULT)
+            expression = f"coalesce({name}, {_sql_default(default)})" if filled else name
+            columns.append(Column(name, _field_type(field), field.required or filled, True, expression))
+    columns.sort(key=lambda column: column.name != KINDS[kind].key)  # the key first, as a reader looks for it
+    return (*columns, Column("source_file", "VARCHAR", True, False, "{source}"),
+            Column("source_line", "BIGINT", True, False, "_fw_line"),
+            Column("file_hash", "VARCHAR", True, False, "{digest}"),
+            Column("ingested_at", "TIMESTAMPTZ", True, False, "now()"))
+
+
+def _event_table_ddl(kind: EventKind) -> str:
+    columns = ",\n    ".join(f"\"{c.name}\" {c.type}{' NOT NULL' if c.not_null else ''}"
+                              for c in event_columns(kind.name))
+    return f"CREATE TABLE IF NOT EXISTS raw.{kind.table}_rows (\n    {columns}\n);\n"
+
+
+RAW_DDL = "CREATE SCHEMA IF NOT EXISTS raw;\n" + "".join(_event_table_ddl(k) for k in KINDS.values()) + """
 -- The Parquet segments of the raw layer: a segment holds the events of one kind from one block of lines
 -- of one input file, with exactly the columns of the matching *_rows table.
 CREATE TABLE IF NOT EXISTS raw.segments (
@@ -158,6 +184,12 @@ def segments_folder(con: duckdb.DuckDBPyConnection) -> Path | None:
     return database.with_suffix(".raw") if database else None
 
 
+def raw_layer_exists(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether anything was ever ingested into this warehouse (its raw views exist)."""
+    return bool(con.execute("SELECT 1 FROM duckdb_views() WHERE schema_name = 'raw' AND view_name = 'interactions'"
+                            ).fetchall())
+
+
 def ensure_raw_layer(con: duckdb.DuckDBPyConnection) -> None:
     for table in EVENT_TABLES:  # warehouses made before segments kept events in tables of the views' names
         if con.execute(f"""SELECT 1 FROM duckdb_tables() WHERE database_name = current_database()
@@ -177,7 +209,8 @@ def refresh_view(con: duckdb.DuckDBPyConnection, table: str) -> None:
     # Absolute paths: any DuckDB client opening the file reads the views (a moved warehouse is re-pointed by
     # the next writer's `ensure_raw_layer`).
     segments = (
-        " UNION ALL SELECT * FROM read_parquet([" + ", ".join(sql_literal(str(folder / p)) for p in paths) + "])"
+        " UNION ALL BY NAME SELECT * FROM read_parquet(["
+        + ", ".join(sql_literal(str(folder / p)) for p in paths) + "])"
         if paths and folder else ""
     )
     con.execute(f"CREATE OR REPLACE VIEW raw.{table} AS SELECT * FROM raw.{table}_rows{segments}")

@@ -16,41 +16,18 @@ from pathlib import Path
 
 import duckdb
 
-from flywheel.ingest.raw_layer import SEGMENT_FORMAT
+from flywheel.ingest.raw_layer import KINDS, SEGMENT_FORMAT, event_columns
 from flywheel.ingest.validate import META_FIELDS, Block, BlockResult, BlockSpec, quarantine_row, validate_block
 from flywheel.warehouse import sql_literal
 
-_INTERACTION_SHAPE = {
-    "request_id": "VARCHAR", "app_id": "VARCHAR", "model": "VARCHAR", "provider": "VARCHAR",
-    "messages": [{"role": "VARCHAR", "content": "VARCHAR", "name": "VARCHAR", "tool_call_id": "VARCHAR",
-                  "tool_calls": "JSON"}],
-    "response": {"role": "VARCHAR", "content": "VARCHAR", "tool_calls": "JSON", "refusal": "VARCHAR",
-                 "finish_reason": "VARCHAR"},
-    "tools": "JSON", "params": "JSON", "latency_ms": "DOUBLE", "tokens_in": "BIGINT", "tokens_out": "BIGINT",
-    "cost_usd": "DOUBLE", "status": "VARCHAR", "error": "VARCHAR", "user_hash": "VARCHAR", "session_hash": "VARCHAR",
-    "tags": ["VARCHAR"], "metadata": "JSON",
-}
-_FEEDBACK_SHAPE = {
-    "request_id": "VARCHAR", "feedback_type": "VARCHAR", "source": "VARCHAR", "thumb": "VARCHAR",
-    "rating": "DOUBLE", "rating_scale": "DOUBLE", "correction": "VARCHAR", "success": "BOOLEAN",
-    "comment": "VARCHAR", "user_hash": "VARCHAR", "metadata": "JSON",
-}
 
-
-def _duckdb_type(shape: object) -> str:
-    if isinstance(shape, str):
-        return shape
-    if isinstance(shape, list):
-        return _duckdb_type(shape[0]) + "[]"
-    return "STRUCT(" + ", ".join(f'"{k}" {_duckdb_type(v)}' for k, v in shape.items()) + ")"  # type: ignore[union-attr]
-
-
-def _columns(shape: dict[str, object]) -> str:
-    columns = {name: _duckdb_type(kind) for name, kind in shape.items()} | META_FIELDS
+def _read_columns(kind: str) -> str:
+    """The fields read from a block file's events, with their DuckDB types, as `read_json` takes them."""
+    columns = {c.name: c.type for c in event_columns(kind) if c.read} | META_FIELDS
     return "{" + ", ".join(f"'{name}': '{kind}'" for name, kind in columns.items()) + "}"
 
 
-_COLUMNS = {"interaction": _columns(_INTERACTION_SHAPE), "feedback": _columns(_FEEDBACK_SHAPE)}
+_COLUMNS = {kind: _read_columns(kind) for kind in KINDS}
 QUARANTINE_COLUMNS = "{'line_no': 'BIGINT', 'reason': 'VARCHAR', 'raw_text': 'VARCHAR', 'raw_base64': 'VARCHAR'}"
 KEY_COLUMNS = "{'l': 'BIGINT', 'k': 'VARCHAR'}"
 _DUCKDB_MAX_OBJECT_BYTES = 16 << 20  # read_json's default maximum_object_size
@@ -67,20 +44,9 @@ def event_rows(kind: str, paths: list[str], source_file: str, file_hash: str, ma
     """A SELECT of the raw table's columns, in its order and with its names, from block files of one kind."""
     source, digest = sql_literal(source_file), sql_literal(file_hash)
     found = read_block(paths, _COLUMNS[kind], max_line_bytes + _META_BYTES)
-    if kind == "interaction":
-        return f"""
-            SELECT request_id, make_timestamp(_fw_ts)::DATE AS event_date, make_timestamptz(_fw_ts) AS ts, app_id,
-                   model, provider, messages, response, tools, params, latency_ms, tokens_in, tokens_out, cost_usd,
-                   coalesce(status, 'ok') AS status, error, user_hash, session_hash, coalesce(tags, []) AS tags,
-                   coalesce(metadata, '{{}}') AS metadata, {source} AS source_file, _fw_line AS source_line,
-                   {digest} AS file_hash, now() AS ingested_at
-            FROM {found}"""
-    return f"""
-            SELECT _fw_key AS feedback_id, request_id, make_timestamp(_fw_ts)::DATE AS event_date,
-                   make_timestamptz(_fw_ts) AS ts, feedback_type, source, thumb, rating, rating_scale, correction,
-                   success, comment, user_hash, coalesce(metadata, '{{}}') AS metadata, {source} AS source_file,
-                   _fw_line AS source_line, {digest} AS file_hash, now() AS ingested_at
-            FROM {found}"""
+    selected = ", ".join(f'{c.expression.replace("{source}", source).replace("{digest}", digest)} AS "{c.name}"'
+                         for c in event_columns(kind))
+    return f"SELECT {selected} FROM {found}"
 
 
 UNREADABLE = re.compile(r'JSON transform error in file "(?P<file>[^"]+)", in line \d+: (?P<reason>[^\n]+)')

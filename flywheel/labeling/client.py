@@ -3,15 +3,12 @@ Space, a Docker deployment), otherwise the local server under FLYWHEEL_HOME."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import httpx
 
-from flywheel.labeling.server import WORKSPACE, LocalArgilla
-from flywheel.settings import Home
-
-DEFAULT_TIMEOUT_S = float(os.environ.get("FLYWHEEL_ARGILLA_TIMEOUT", "30"))
+from flywheel.labeling.server import LocalArgilla
+from flywheel.settings import ArgillaOptions, Home
 
 
 class ArgillaUnavailable(RuntimeError):
@@ -24,7 +21,7 @@ class ArgillaTarget:
     api_key: str
     workspace: str
     local: bool
-    timeout: float = DEFAULT_TIMEOUT_S  # seconds per request: a slow Argilla is an error, not a hang
+    timeout: float = ArgillaOptions.timeout_s
 
     def __repr__(self) -> str:  # the key never lands in logs or tracebacks
         return f"ArgillaTarget(api_url={self.api_url!r}, workspace={self.workspace!r}, local={self.local})"
@@ -47,22 +44,24 @@ class ArgillaTarget:
         return answer.status_code == 200
 
 
-def remote_target() -> ArgillaTarget | None:
-    url, key = os.environ.get("ARGILLA_API_URL"), os.environ.get("ARGILLA_API_KEY")
-    if url and key:
-        return ArgillaTarget(url.rstrip("/"), key, os.environ.get("ARGILLA_WORKSPACE", WORKSPACE), local=False)
+def remote_target(home: Home) -> ArgillaTarget | None:
+    options = home.argilla
+    if options.remote:
+        return ArgillaTarget(options.api_url, options.api_key, options.workspace, local=False,
+                             timeout=options.timeout_s)
     return None
 
 
 def resolve_target(home: Home, start_local: bool = False, say=print) -> ArgillaTarget:
     """The remote Argilla if configured; else the local one (started when `start_local`)."""
-    remote = remote_target()
+    remote = remote_target(home)
     if remote is not None:
         return remote
     server = LocalArgilla(home)
     if start_local:
         state, credentials, _ = server.up(say)
-        return ArgillaTarget(state.url, credentials.api_key, credentials.workspace, local=True)
+        return ArgillaTarget(state.url, credentials.api_key, credentials.workspace, local=True,
+                             timeout=home.argilla.timeout_s)
     credentials, state = server.credentials(), server.state()
     if credentials is None:
         raise ArgillaUnavailable(
@@ -71,4 +70,5 @@ def resolve_target(home: Home, start_local: bool = False, say=print) -> ArgillaT
     if state is None:
         raise ArgillaUnavailable(f"the local Argilla ({server.folder}) is not running: start it with "
                                  "`flywheel argilla up`")
-    return ArgillaTarget(state.url, credentials.api_key, credentials.workspace, local=True)
+    return ArgillaTarget(state.url, credentials.api_key, credentials.workspace, local=True,
+                         timeout=home.argilla.timeout_s)

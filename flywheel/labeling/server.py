@@ -29,13 +29,11 @@ import httpx
 import psutil
 
 from flywheel.processes import alive
-from flywheel.settings import Home
+from flywheel.settings import ARGILLA_WORKSPACE, Home
 
 SERVER_DIR = Path(__file__).parent / "argilla_local"
 REQUIREMENTS = SERVER_DIR / "requirements.txt"
-DEFAULT_PORT = 6900
 OWNER = "argilla"
-WORKSPACE = "flywheel"
 START_TIMEOUT_S = 120.0
 
 
@@ -64,8 +62,8 @@ class LocalArgilla:
 
     def __init__(self, home: Home, port: int | None = None) -> None:
         self.home = home
-        self.folder = home.argilla
-        self.port = port or int(os.environ.get("FLYWHEEL_ARGILLA_PORT", DEFAULT_PORT))
+        self.folder = home.argilla_folder
+        self.port = port or home.argilla.local_port
 
     # -- paths -------------------------------------------------------------------------------------------------
     @property
@@ -101,7 +99,7 @@ class LocalArgilla:
             return None
         self.folder.mkdir(parents=True, exist_ok=True)
         made = Credentials(username=OWNER, password=secrets.token_urlsafe(12), api_key=secrets.token_urlsafe(24),
-                           workspace=WORKSPACE, auth_secret=secrets.token_hex(32))
+                           workspace=ARGILLA_WORKSPACE, auth_secret=secrets.token_hex(32))
         # Created with 0600 from the start: never readable by others, not even for a moment.
         fd = os.open(self.credentials_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as out:

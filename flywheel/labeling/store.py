@@ -82,6 +82,11 @@ def records_pushed(con: duckdb.DuckDBPyConnection) -> int:
     return con.execute("SELECT count(pushed_at) FROM labeling.queue").fetchall()[0][0]
 
 
+def queued_by_kind(con: duckdb.DuckDBPyConnection) -> list[tuple[str, int, int]]:
+    """(kind, records queued, records pushed) per kind of labeling task."""
+    return con.execute("SELECT kind, count(*), count(pushed_at) FROM labeling.queue GROUP BY 1 ORDER BY 1").fetchall()
+
+
 def queue_summary(con: duckdb.DuckDBPyConnection) -> tuple[int, int, str]:
     """Records queued, records pushed, and the latest queued as a markdown table."""
     from flywheel.reports import preview

@@ -31,7 +31,7 @@ def build_requests(instance: dg.DagsterInstance, home: Home) -> list[dg.RunReque
     if not home.warehouse.exists():
         return dg.SkipReason("no warehouse yet")
     try:
-        with warehouse.session(home.warehouse, read_only=True, lock_timeout_s=1) as con:
+        with warehouse.session(home, read_only=True, lock_timeout_s=1) as con:
             plan = plan_build(instance, con, BUILD_ASSETS)
     except warehouse.WarehouseBusyError:
         return dg.SkipReason("the warehouse is being written; checking again at the next tick")

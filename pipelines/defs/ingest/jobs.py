@@ -56,7 +56,7 @@ def landing_sensor(context: dg.SensorEvaluationContext):
     if new and home.warehouse.exists():
         # Files that `flywheel ingest` or `flywheel run` already took in since they last changed need no run.
         try:
-            with warehouse.session(home.warehouse, read_only=True, lock_timeout_s=1) as con:
+            with warehouse.session(home, read_only=True, lock_timeout_s=1) as con:
                 handled = handled_since_modified(
                     con, {str(home.landing / name): current[name][1] / 1e9 for name in new})
             new = [name for name in new if str(home.landing / name) not in handled]
