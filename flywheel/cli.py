@@ -145,30 +145,76 @@ def ingest(
 
 @app.command()
 def sql(
-    query: Annotated[str, typer.Argument(help="A read-only SQL query (DuckDB dialect).")],
-    output: Annotated[str, typer.Option("--output", "-o", help="table, csv or json")] = "table",
+    query: Annotated[str | None, typer.Argument(help="A read-only SQL query (DuckDB dialect); none: a prompt.")] = None,
+    output: Annotated[str, typer.Option("--output", "-o", help="table, csv, json or parquet (to stdout)")] = "table",
     limit: Annotated[int, typer.Option(help="Rows to show in table output.")] = 50,
     home: HomeOption = None,
 ) -> None:
-    """Query the warehouse read-only, e.g. flywheel sql "SELECT model, count(*) FROM raw.interactions GROUP BY 1"."""
+    """Query the warehouse read-only: the layers (raw, staging, intermediate, marts) and the published releases
+    (releases.sft_examples, releases.router_examples_versions, ...), e.g.
+    flywheel sql "SELECT app_id, cheapest_good_model, count(*) FROM releases.router_examples GROUP BY ALL".
+    Without a query: an interactive prompt with history (end with an empty line or Ctrl-D)."""
     import duckdb
 
+    if output not in ("table", "csv", "json", "parquet"):
+        console.print(f"[red]error:[/] --output {output!r}: choose table, csv, json or parquet")
+        raise typer.Exit(2)
     where = Home.from_env(home)
     try:
         with warehouse.session(where, read_only=True, on_wait=console.print) as con:
+            if query is None:
+                _sql_prompt(con, where, limit)
+                return
             frame = con.sql(query).pl()
     except (duckdb.Error, FileNotFoundError) as error:
         console.print(f"[red]error:[/] {error}")
         raise typer.Exit(2) from error
+    _print_frame(frame, output, limit)
+
+
+def _print_frame(frame, output: str, limit: int) -> None:
     if output == "csv":
         sys.stdout.write(frame.write_csv())
     elif output == "json":
         sys.stdout.write(json.dumps(frame.to_dicts(), default=str, indent=1) + "\n")
+    elif output == "parquet":
+        sys.stdout.flush()
+        frame.write_parquet(sys.stdout.buffer)
+        sys.stdout.buffer.flush()
     else:
         import polars as pl
 
         with pl.Config(tbl_rows=limit, tbl_cols=-1, fmt_str_lengths=60, tbl_width_chars=200):
             print(frame)
+
+
+def _sql_prompt(con, where: Home, limit: int) -> None:
+    """Read queries until an empty line or end of input; the history is kept in FLYWHEEL_HOME/.sql_history."""
+    import duckdb
+
+    try:
+        import readline
+    except ImportError:  # not on every platform: the prompt works without history
+        readline = None
+    history = where.root / ".sql_history"
+    if readline is not None and history.exists():
+        readline.read_history_file(history)
+    console.print("flywheel sql: one query per line (tables: SHOW ALL TABLES); an empty line ends")
+    try:
+        while True:
+            try:
+                line = input("flywheel> ").strip()
+            except EOFError:
+                break
+            if not line:
+                break
+            try:
+                _print_frame(con.sql(line).pl(), "table", limit)
+            except duckdb.Error as error:
+                console.print(f"[red]error:[/] {error}")
+    finally:
+        if readline is not None:
+            readline.write_history_file(history)
 
 
 @app.command()
@@ -319,3 +365,71 @@ def label_pull(home: HomeOption = None) -> None:
 
 if __name__ == "__main__":
     app()
+
+
+releases_app = typer.Typer(help="The published releases under FLYWHEEL_HOME/releases.", no_args_is_help=True)
+app.add_typer(releases_app, name="releases")
+
+
+@releases_app.command("list")
+def releases_list(home: HomeOption = None) -> None:
+    """Every release of every dataset, newest last; * marks the latest."""
+    from flywheel.releases import listing
+
+    where = Home.from_env(home)
+    rows = [(name, version + (" *" if latest else ""), created, f"{total:,}")
+            for name, version, created, total, latest in listing(where.releases)]
+    if not rows:
+        console.print(f"no releases yet under {where.releases}: run `flywheel publish`")
+        return
+    console.print(report_table(f"releases in {where.releases}", ("dataset", "version", "created", "rows"), rows))
+
+
+@releases_app.command("show")
+def releases_show(
+    dataset: Annotated[str, typer.Argument(help="sft_examples, preference_pairs, router_examples, eval_items, "
+                                                "curated_interactions")],
+    version: Annotated[str, typer.Argument(help="v0003, 3 or latest")] = "latest",
+    home: HomeOption = None,
+) -> None:
+    """A release's manifest (rows, files, what it was built from) and where its files are."""
+    from flywheel.publish import dataset_folder, manifest
+    from flywheel.releases import resolve
+
+    where = Home.from_env(home)
+    name = _release_version(resolve, where, dataset, version)
+    document = manifest(where.releases, dataset, name)
+    console.print(f"{dataset} {name}: {dataset_folder(where.releases, dataset) / name}", soft_wrap=True)
+    print(json.dumps({k: v for k, v in document.items() if k != "files"}, indent=2))
+    console.print(report_table("files", ("file", "bytes", "sha256"),
+                               [(f, f"{m['bytes']:,}", m["sha256"][:16]) for f, m in document["files"].items()]))
+
+
+@releases_app.command("diff")
+def releases_diff(
+    dataset: Annotated[str, typer.Argument(help="The dataset, e.g. sft_examples")],
+    old: Annotated[str, typer.Argument(help="The older version (v0001, 1)")],
+    new: Annotated[str, typer.Argument(help="The newer version (default: latest)")] = "latest",
+    home: HomeOption = None,
+) -> None:
+    """Rows added, removed and changed per split between two releases (rows matched by the dataset's key)."""
+    from flywheel.releases import diff, resolve
+
+    where = Home.from_env(home)
+    a, b = (_release_version(resolve, where, dataset, v) for v in (old, new))
+    rows = [(d.split, f"{d.added:,}", f"{d.removed:,}", f"{d.changed:,}", f"{d.unchanged:,}")
+            for d in diff(where.releases, dataset, a, b)]
+    console.print(report_table(f"{dataset} {a} → {b}", ("split", "added", "removed", "changed", "unchanged"), rows))
+
+
+def _release_version(resolve, where: Home, dataset: str, version: str) -> str:
+    from flywheel.publish import DATASETS
+
+    if dataset not in DATASETS:
+        console.print(f"[red]error:[/] no dataset {dataset!r}; the datasets are {', '.join(DATASETS)}")
+        raise typer.Exit(2)
+    try:
+        return resolve(where.releases, dataset, version)
+    except (LookupError, ValueError) as error:
+        console.print(f"[red]error:[/] {error}")
+        raise typer.Exit(2) from error

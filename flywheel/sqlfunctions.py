@@ -19,6 +19,13 @@ def _redact_array(texts: pa.Array) -> pa.Array:
     return pa.array([_redact_cached(text) for text in texts.to_pylist()], pa.string())
 
 
+def _embed_array(texts: pa.Array) -> pa.Array:
+    from flywheel.embed import DIMENSIONS, embed
+
+    vectors = embed(texts.to_pylist())
+    return pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1), pa.float32()), DIMENSIONS)
+
+
 # Pure-SQL functions stored in the warehouse itself, so the views that call them work in any DuckDB client.
 STORED_MACROS = {
     "system_prompt": """(messages) AS array_to_string(list_transform(
@@ -29,7 +36,8 @@ STORED_MACROS = {
 
 
 def register(con: duckdb.DuckDBPyConnection) -> None:
-    """Make `redact(text)`, `redacted_kinds(text)` and `estimate_tokens(chars, n_messages)` callable here, and
+    """Make `redact(text)`, `redacted_kinds(text)`, `text_embedding(text)` and `estimate_tokens(chars, n_messages)`
+    callable here, and
     store `system_prompt(messages)` and `conversation_text(messages)` in the warehouse."""
     for name, body in STORED_MACROS.items():
         con.execute(f"CREATE OR REPLACE MACRO main.{name}{body}")
@@ -43,3 +51,7 @@ def register(con: duckdb.DuckDBPyConnection) -> None:
     with contextlib.suppress(duckdb.InvalidInputException):  # not registered on this connection yet
         con.remove_function("redact")
     con.create_function("redact", _redact_array, ["VARCHAR"], "VARCHAR", type="arrow", side_effects=False)
+    with contextlib.suppress(duckdb.InvalidInputException):
+        con.remove_function("text_embedding")
+    # The offline embedding of flywheel.embed (256 floats, unit length): the router's view of a prompt.
+    con.create_function("text_embedding", _embed_array, ["VARCHAR"], "FLOAT[256]", type="arrow", side_effects=False)

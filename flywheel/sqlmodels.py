@@ -28,6 +28,7 @@ import yaml
 from sqlglot import exp
 
 from flywheel import sqlfunctions
+from flywheel.curation import prepare_for_models
 from flywheel.days import DayRange, set_day_range
 from flywheel.settings import REPO_ROOT
 from flywheel.warehouse import transaction
@@ -149,6 +150,7 @@ def materialize(con: duckdb.DuckDBPyConnection, model: SqlModel, days: DayRange 
                 ) -> Materialization:
     """Build a model; for an incremental one, replace exactly the rows of the days in `days`."""
     sqlfunctions.register(con)
+    prepare_for_models(con)
     con.execute(f"CREATE SCHEMA IF NOT EXISTS {model.layer}")
     if model.materialized == "view":
         con.execute(f"CREATE OR REPLACE VIEW {model.relation} AS {model.sql}")

@@ -46,8 +46,50 @@ def run(
     console.print("redacted before leaving raw: " + (", ".join(f"{k} {n:,}" for k, n in redacted) or "nothing"))
     if labeling:
         _print_labeling(where)
-    console.print(f"{len(result.runs)} Dagster run(s) succeeded. Next: flywheel sql \"SELECT ...\"; the Dagster UI: "
-                  "flywheel dagster (http://127.0.0.1:3000)")
+    print_releases(where)
+    console.print(f"{len(result.runs)} Dagster run(s) succeeded. The Dagster UI: `flywheel dagster` "
+                  "(http://127.0.0.1:3000). Query the releases:")
+    for example in ('SELECT app_id, cheapest_good_model, count(*) FROM releases.router_examples '
+                    'GROUP BY ALL ORDER BY ALL',
+                    "SELECT quality_source, count(*), round(avg(quality_score), 2) FROM releases.curated_interactions "
+                    "GROUP BY 1",
+                    "SELECT version, split, count(*) FROM releases.sft_examples_versions GROUP BY ALL ORDER BY ALL"):
+        console.print(f'  flywheel sql "{example}"', soft_wrap=True)
+
+
+@app.command()
+def publish(home: HomeOption = None) -> None:
+    """Publish a release of each curated dataset whose rows changed: builds what needs building, rebuilds the
+    quality signals, splits and marts, validates them, and writes FLYWHEEL_HOME/releases/<dataset>/<version>/
+    (Parquet per split, OpenAI JSONL, manifest, dataset card) in one Dagster run."""
+    from pipelines.launch import publish as publish_releases
+
+    where = Home.from_env(home).ensure()
+    if not where.warehouse.exists():
+        console.print(f"nothing ingested yet: put log files in {where.landing} or run `flywheel ingest FILES`")
+        raise typer.Exit(1)
+    result = publish_releases(where, say=console.print)
+    if not result.success:
+        console.print("[red]publishing failed[/]; nothing half-written is visible. `flywheel dagster` shows the "
+                      "run's logs")
+        raise typer.Exit(1)
+    print_releases(where)
+
+
+def print_releases(where: Home) -> None:
+    from flywheel.publish import DATASETS, latest_version, manifest
+
+    rows = []
+    for name in DATASETS:
+        version = latest_version(where.releases, name)
+        if version:
+            document = manifest(where.releases, name, version)
+            size = sum(f["bytes"] for f in document["files"].values())
+            rows.append((name, version, *(f"{document['rows'][s]:,}" for s in ("train", "validation", "test")),
+                         f"{size / 1e6:.1f} MB", document["created_at"]))
+    if rows:
+        console.print(report_table(f"releases in {where.releases} (latest of each)",
+                                   ("dataset", "version", "train", "validation", "test", "size", "created"), rows))
 
 
 def _print_labeling(where: Home) -> None:

@@ -6,9 +6,11 @@ import dagster as dg
 
 from flywheel.settings import Home
 from pipelines.defs.build import definitions as build
+from pipelines.defs.curation import definitions as curation
 from pipelines.defs.dedup import definitions as dedup
 from pipelines.defs.ingest import definitions as ingest
 from pipelines.defs.labeling import definitions as labeling
+from pipelines.defs.publish import definitions as publish
 from pipelines.defs.reference import definitions as reference
 from pipelines.defs.sql_models import definitions as sql_models
 from pipelines.resources import resources_for
@@ -19,7 +21,8 @@ def definitions_for(home: str = "") -> dg.Definitions:
     CLI's in-process runs), empty reads FLYWHEEL_HOME when a run executes (the Dagster UI and daemon)."""
     # One package per stage, in the direction of the data; `build` holds the job and sensor that run the middle.
     deployment = Home.from_env(home or None).deployment
-    return dg.Definitions.merge(ingest.defs, reference.defs, sql_models.defs, dedup.defs, labeling.defs, build.defs,
+    return dg.Definitions.merge(ingest.defs, reference.defs, sql_models.defs, dedup.defs, curation.defs,
+                                labeling.defs, publish.defs, build.defs,
                                 dg.Definitions(resources=resources_for(deployment, home=home)))
 
 

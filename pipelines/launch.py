@@ -168,7 +168,46 @@ def _main_job(home: Home, instance: dg.DagsterInstance, say: Callable[[str], Non
                                                                       tags=_tags(), raise_on_error=False)
         runs.append(run)
         say(f"labeling: {_outcome(run)} (run {run.run_id})")
+    if all(run.success for run in runs) and home.warehouse.exists():
+        run = _publish_run(home, instance)
+        runs.append(run)
+        say(f"publish: {_outcome(run)}{_publish_summary(run)} (run {run.run_id})")
     return RunsResult(runs, built.days_built, built.days_with_data)
+
+
+def _publish_run(home: Home, instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
+    from pipelines.definitions import definitions_for
+
+    job = definitions_for(str(home.root)).resolve_job_def("publish_job")
+    return job.execute_in_process(instance=instance, run_config=QUIET, tags=_tags(), raise_on_error=False)
+
+
+def publish(home: Home, say: Callable[[str], None] | None = None) -> RunsResult:
+    """Build what needs building, then rebuild the marts and publish a release of each dataset that changed."""
+    say = say or (lambda message: None)
+    with _instance(home, say) as instance:
+        built = build(home, say=say, instance=instance)
+        if not built.success or not home.warehouse.exists():
+            return built
+        run = _publish_run(home, instance)
+        say(f"publish: {_outcome(run)}{_publish_summary(run)} (run {run.run_id})")
+        return RunsResult([*built.runs, run], built.days_built, built.days_with_data)
+
+
+def _publish_summary(run: dg.ExecuteInProcessResult) -> str:
+    """', sft_examples v0002 (1,234 rows), router_examples unchanged (v0001)' from the release assets' metadata."""
+    if not run.success:
+        return ""
+    parts = []
+    for event in run.get_asset_materialization_events():
+        key, metadata = event.asset_key, event.step_materialization_data.materialization.metadata
+        if key.path[0] != "releases":
+            continue
+        if metadata["published"].value:
+            parts.append(f"{key.path[-1]} {metadata['version'].value} ({metadata['rows_total'].value:,} rows)")
+        else:
+            parts.append(f"{key.path[-1]} unchanged ({metadata['latest'].value})")
+    return ", " + ", ".join(parts) if parts else ""
 
 
 def _ingest_summary(run: dg.ExecuteInProcessResult) -> str:

@@ -25,6 +25,18 @@ EXPECTED_ASSET_KEYS = {
     "dedup/clusters",
     "labeling/queue",
     "labeling/labels",
+    "intermediate/int_signals",
+    "curation/splits",
+    "marts/curated_interactions",
+    "marts/sft_examples",
+    "marts/preference_pairs",
+    "marts/router_examples",
+    "marts/eval_items",
+    "releases/curated_interactions",
+    "releases/sft_examples",
+    "releases/preference_pairs",
+    "releases/router_examples",
+    "releases/eval_items",
 }
 
 
@@ -34,9 +46,10 @@ def test_all_definitions_load():
     repository = defs.get_repository_def()
     repository.load_all_definitions()
     assert {j.name for j in repository.get_all_jobs()} >= {"ingest_job", "build_job", "labeling_job",
-                                                           "pull_labels_job"}
-    assert {s.name for s in repository.sensor_defs} == {"landing_sensor", "build_sensor"}
-    assert {s.name for s in repository.schedule_defs} == {"daily_ingest", "daily_labeling", "pull_labels"}
+                                                           "pull_labels_job", "publish_job"}
+    assert {s.name for s in repository.sensor_defs} == {"landing_sensor", "build_sensor", "publish_after_new_labels"}
+    assert {s.name for s in repository.schedule_defs} == {"daily_ingest", "daily_labeling", "pull_labels",
+                                                         "weekly_publish"}
 
 
 def test_sql_model_assets_take_their_upstreams_from_the_sql():

@@ -240,4 +240,4 @@ def test_pulling_labels_before_anything_was_pushed_starts_no_argilla(home, insta
     result = _defs().resolve_job_def("pull_labels_job").execute_in_process(instance=instance)
     (labels,) = result.asset_materializations_for_node("labeling__labels")
     assert labels.metadata["skipped"].value == "nothing pushed to Argilla yet"
-    assert not home.argilla.exists()  # the schedule's pull every 10 minutes does not start a server
+    assert not home.argilla_folder.exists()  # the schedule's pull every 10 minutes does not start a server

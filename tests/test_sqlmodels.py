@@ -10,11 +10,10 @@ import pytest
 
 from flywheel.ingest import ingest_file
 from flywheel.reference import write_model_prices
-from flywheel.sqlmodels import MODELS_DIR, ModelError, load_models, materialize
+from flywheel.sqlmodels import MODELS_DIR, ModelError, load_models, load_sources, materialize
 from tests.factories import feedback, interaction, write_lines
 
-RAW = {("raw", "interactions"), ("raw", "feedback"), ("raw", "quarantine"), ("reference", "model_prices"),
-       ("dedup", "clusters")}
+RAW = load_sources()  # the tables declared in dbt_like_sql/sources.yml
 
 
 def write_model(root: Path, layer: str, name: str, sql: str) -> Path:

@@ -6,6 +6,7 @@ WITH day AS (
     SELECT * REPLACE (
         list_transform(messages, m -> struct_update(m,
             content := redact(m.content),
+            refusal := redact(m.refusal),
             tool_calls := coalesce(TRY_CAST(redact(m.tool_calls::VARCHAR) AS JSON), to_json(redact(m.tool_calls::VARCHAR)))
         )) AS messages,
         struct_update(response,
@@ -14,7 +15,8 @@ WITH day AS (
             tool_calls := coalesce(TRY_CAST(redact(response.tool_calls::VARCHAR) AS JSON),
                                    to_json(redact(response.tool_calls::VARCHAR)))
         ) AS response,
-        redact(error) AS error
+        redact(error) AS error,
+        TRY_CAST(redact(tools::VARCHAR) AS JSON) AS tools
     )
     FROM raw.interactions WHERE event_date BETWEEN getvariable('first_day') AND getvariable('last_day')
 ),
@@ -39,6 +41,7 @@ SELECT
     t.error,
     t.prompt_text,  -- the conversation and response texts are derived in int_interactions, not stored twice
     t.messages,
+    t.tools,  -- the tool definitions the request offered, as JSON
     t.response,
     len(t.messages) AS n_messages,
     md5(lower(trim(regexp_replace(coalesce(t.prompt_text, ''), '\s+', ' ', 'g')))) AS prompt_hash,

@@ -13,13 +13,15 @@ from pipelines.defs.reference.assets import model_prices
 from pipelines.defs.sql_models.assets import sql_model_assets
 from pipelines.shared import WAREHOUSE_WRITE_TAGS
 
-BUILD_ASSETS = [model_prices, near_duplicate_clusters, *sql_model_assets]
+# The marts (and the splits they are cut by) are built by the publish job, which releases them.
+BUILD_ASSETS = [model_prices, near_duplicate_clusters,
+                *(asset for asset in sql_model_assets if asset.key.path[0] != "marts")]
 
 build_job = dg.define_asset_job(
     "build_job",
     selection=dg.AssetSelection.assets(*BUILD_ASSETS),
     description="Build the reference prices, SQL models and near-duplicate clusters (staging → dedup → "
-                "intermediate → marts) for a range of days in one run.",
+                "intermediate) for a range of days in one run.",
     tags=WAREHOUSE_WRITE_TAGS,
     # Steps write one DuckDB file one at a time (the warehouse pool): a process per step would only add start-up.
     executor_def=dg.in_process_executor,

@@ -19,9 +19,11 @@ from pipelines.builds import data_version
 from pipelines.resources import WarehouseResource
 from pipelines.shared import DAYS, WAREHOUSE_POOL
 
-# The SQL calls Python (redaction, token estimates): a change there changes what every model makes.
+# The SQL calls Python (redaction, token estimates, embeddings) and reads the selection rules: a change there
+# changes what the models make.
 FUNCTIONS_VERSION = hashlib.sha1(b"".join(
-    (REPO_ROOT / "flywheel" / name).read_bytes() for name in ("redact.py", "sqlfunctions.py", "pricing.py"))
+    (REPO_ROOT / path).read_bytes() for path in ("flywheel/redact.py", "flywheel/sqlfunctions.py",
+                                                 "flywheel/pricing.py", "flywheel/embed.py", "schemas/curation.yaml"))
 ).hexdigest()[:12]
 
 

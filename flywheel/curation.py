@@ -1,0 +1,164 @@
+"""The selection rules of the curated datasets (`schemas/curation.yaml`) and the splits they are released in.
+
+The rules reach the mart SQL as DuckDB variables (`getvariable('quality_bar')`, ...), so the SQL stays the one
+place that says how rows are chosen. Splits are assigned per interaction and remembered (`curation.splits`):
+a cluster's members share a split, and a cluster that was held out (validation, test) is never moved to train.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Annotated, Literal
+
+import duckdb
+import msgspec
+import yaml
+from msgspec import Meta
+
+from flywheel.settings import SCHEMAS_DIR
+
+RULES_PATH = SCHEMAS_DIR / "curation.yaml"
+Score = Annotated[float, Meta(ge=0, le=1)]
+Source = Literal["human", "outcome", "user", "judge"]
+SPLITS = ("train", "validation", "test")
+
+
+class RulesError(ValueError):
+    """The rules file cannot be used; the message names the file and the key."""
+
+
+class _Rules(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    pass
+
+
+class Sft(_Rules):
+    min_quality: Score = 0.8
+    include_corrected: bool = True
+    target_model: str = "gpt-4o-mini"
+    token_limits: dict[str, Annotated[int, Meta(gt=0)]] = msgspec.field(default_factory=lambda: {"default": 65536})
+
+    def token_limit(self, model: str | None = None) -> int:
+        model = model or self.target_model
+        return self.token_limits.get(model, self.token_limits.get("default", 65536))
+
+
+class Preferences(_Rules):
+    min_margin: Annotated[float, Meta(gt=0, le=1)] = 0.25
+
+
+class Router(_Rules):
+    quality_bar: Score = 0.7
+
+
+class Eval(_Rules):
+    max_per_app: Annotated[int, Meta(gt=0)] = 500
+
+
+class Splits(_Rules):
+    train: Score = 0.8
+    validation: Score = 0.1
+    test: Score = 0.1
+
+    def __post_init__(self) -> None:
+        if abs(self.train + self.validation + self.test - 1) > 1e-9:
+            raise ValueError("train + validation + test must add up to 1")
+
+
+class Rules(_Rules):
+    signal_precedence: Annotated[list[Source], Meta(min_length=1)] = msgspec.field(
+        default_factory=lambda: ["human", "outcome", "user", "judge"])
+    quality_bar: Score = 0.7
+    sft: Sft = Sft()
+    preferences: Preferences = Preferences()
+    router: Router = Router()
+    eval: Eval = Eval()
+    splits: Splits = Splits()
+
+    def __post_init__(self) -> None:
+        if len(set(self.signal_precedence)) != len(self.signal_precedence):
+            raise ValueError("signal_precedence names a source twice")
+
+    @property
+    def digest(self) -> str:
+        """A hash of the rules as they apply (not of the file's comments): it names what a release used."""
+        return hashlib.sha256(msgspec.json.encode(self, order="sorted")).hexdigest()[:16]
+
+
+def load_rules(path: Path = RULES_PATH) -> Rules:
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise RulesError(f"{path}: cannot read the rules: {error}") from error
+    try:
+        return msgspec.convert(document, Rules)
+    except msgspec.ValidationError as error:  # msgspec names the key: "... - at `$.sft.min_quality`"
+        raise RulesError(f"{path}: {error}") from error
+
+
+def set_rule_variables(con: duckdb.DuckDBPyConnection, rules: Rules) -> None:
+    """The rules as the variables the mart SQL reads."""
+    values = {
+        "signal_precedence": rules.signal_precedence, "quality_bar": rules.quality_bar,
+        "sft_min_quality": rules.sft.min_quality, "sft_include_corrected": rules.sft.include_corrected,
+        "pref_min_margin": rules.preferences.min_margin, "router_quality_bar": rules.router.quality_bar,
+        "eval_max_per_app": rules.eval.max_per_app,
+    }
+    for name, value in values.items():
+        con.execute(f"SET VARIABLE {name} = ?", [value])
+
+
+SPLITS_DDL = """
+CREATE SCHEMA IF NOT EXISTS curation;
+CREATE TABLE IF NOT EXISTS curation.splits (
+    request_id   VARCHAR PRIMARY KEY,
+    cluster_id   VARCHAR NOT NULL,      -- the cluster when the split was last confirmed
+    split        VARCHAR NOT NULL,      -- train | validation | test
+    assigned_at  TIMESTAMPTZ NOT NULL
+);
+"""
+
+
+def ensure_splits_table(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(SPLITS_DDL)
+
+
+def prepare_for_models(con: duckdb.DuckDBPyConnection, rules: Rules | None = None) -> None:
+    """What the SQL models need beyond their own tables: the rules' variables, and the source tables that a
+    warehouse without labels or splits yet does not have (empty, so the marts are built from what exists)."""
+    from flywheel.labeling.store import ensure_labeling_tables
+
+    set_rule_variables(con, rules or load_rules())
+    ensure_labeling_tables(con)
+    ensure_splits_table(con)
+
+
+def assign_splits(con: duckdb.DuckDBPyConnection, rules: Rules) -> dict[str, int]:
+    """Give every clustered interaction its cluster's split and remember it; return members per split.
+
+    A cluster with a held-out member is held out (test before validation), else it stays train if any member
+    was; a new cluster's split follows a hash of its id, so it is the same on every machine."""
+    ensure_splits_table(con)
+    train, validation = rules.splits.train, rules.splits.train + rules.splits.validation
+    con.execute(f"""
+        INSERT OR REPLACE INTO curation.splits
+        WITH members AS (
+            SELECT c.request_id, c.cluster_id, s.split FROM dedup.clusters c
+            LEFT JOIN curation.splits s USING (request_id)
+        ),
+        decided AS (
+            SELECT cluster_id,
+                   CASE WHEN bool_or(split = 'test') THEN 'test'
+                        WHEN bool_or(split = 'validation') THEN 'validation'
+                        WHEN bool_or(split = 'train') THEN 'train'
+                        ELSE CASE WHEN (md5_number(cluster_id) % 1000000) / 1e6 < {train} THEN 'train'
+                                  WHEN (md5_number(cluster_id) % 1000000) / 1e6 < {validation} THEN 'validation'
+                                  ELSE 'test' END
+                   END AS split
+            FROM members GROUP BY cluster_id
+        )
+        SELECT m.request_id, m.cluster_id, d.split, now()
+        FROM members m JOIN decided d USING (cluster_id)
+        WHERE m.split IS DISTINCT FROM d.split OR m.split IS NULL
+    """)
+    return dict(con.execute("SELECT split, count(*) FROM curation.splits GROUP BY 1").fetchall())

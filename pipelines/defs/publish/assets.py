@@ -1,0 +1,45 @@
+"""One release asset per curated dataset: publishes the mart as an immutable, versioned release (flywheel.publish)
+and refreshes the `releases.*` SQL views over them."""
+
+import dagster as dg
+
+from flywheel import reports
+from flywheel.publish import CODE_VERSION, DATASETS, publish, remove_incomplete
+from flywheel.releases import refresh_views
+from pipelines.resources import WarehouseResource
+from pipelines.shared import WAREHOUSE_POOL
+
+
+def _release_asset(name: str) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=["releases", name],
+        deps=[dg.AssetKey(["marts", name])],
+        group_name="releases",
+        kinds={"parquet", "duckdb"},
+        pool=WAREHOUSE_POOL,
+        code_version=CODE_VERSION,
+        description=f"Releases of marts.{name} under FLYWHEEL_HOME/releases/{name}/<version>/ (Parquet per split, "
+                    "manifest, dataset card; `latest` points to the newest); query them as "
+                    f"releases.{name} and releases.{name}_versions. Nothing new to publish makes no version.",
+    )
+    def release(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+        releases = warehouse.layout.releases
+        with warehouse.session(context.log) as con:
+            if remove_incomplete(releases):
+                context.log.warning("removed a release left half-written by a stopped run (it was never visible)")
+            result = publish(con, releases, name, on_step=context.log.info)
+            refresh_views(con, releases)
+        if result.version is None:
+            return dg.MaterializeResult(metadata={"published": False, "latest": result.unchanged_since or "",
+                                                  "why": "the rows equal the latest release's"})
+        rows = sorted(result.rows.items())
+        return dg.MaterializeResult(metadata={
+            "published": True, "version": result.version, "path": dg.MetadataValue.path(str(result.path)),
+            "rows_total": sum(result.rows.values()), **{f"rows_{split}": n for split, n in rows},
+            "bytes": result.bytes, "rows": dg.MetadataValue.md(reports.markdown_table(("split", "rows"), rows)),
+        })
+
+    return release
+
+
+release_assets = [_release_asset(name) for name in DATASETS]
