@@ -154,13 +154,13 @@ def test_a_release_with_invalid_rows_is_not_published_and_names_rows_and_reasons
     ensure_splits_table(con)
     message = "STRUCT(role VARCHAR, content VARCHAR, name VARCHAR, tool_calls JSON, tool_call_id VARCHAR, " \
               "refusal VARCHAR)"
-    con.execute(f"""CREATE SCHEMA marts; CREATE TABLE marts.sft_examples AS
+    con.execute("""CREATE SCHEMA marts; CREATE TABLE marts.sft_examples AS
         SELECT * FROM (VALUES
-            ('ok-1', 'train', [{{'role': 'user', 'content': 'hi'}}, {{'role': 'assistant', 'content': 'hello'}}]),
-            ('bad-role', 'train', [{{'role': 'wizard', 'content': 'hi'}}, {{'role': 'assistant', 'content': 'x'}}]),
-            ('ends-user', 'train', [{{'role': 'user', 'content': 'hi'}}]),
-            ('empty', 'test', [{{'role': 'user', 'content': ''}}, {{'role': 'assistant', 'content': 'x'}}]),
-            ('long', 'test', [{{'role': 'user', 'content': repeat('a', 400000)}}, {{'role': 'assistant', 'content': 'x'}}])
+            ('ok-1', 'train', [{'role': 'user', 'content': 'hi'}, {'role': 'assistant', 'content': 'hello'}]),
+            ('bad-role', 'train', [{'role': 'wizard', 'content': 'hi'}, {'role': 'assistant', 'content': 'x'}]),
+            ('ends-user', 'train', [{'role': 'user', 'content': 'hi'}]),
+            ('empty', 'test', [{'role': 'user', 'content': ''}, {'role': 'assistant', 'content': 'x'}]),
+            ('long', 'test', [{'role': 'user', 'content': repeat('a', 400000)}, {'role': 'assistant', 'content': 'x'}])
         ) t(request_id, split, m0)""")
     con.execute(f"ALTER TABLE marts.sft_examples ADD COLUMN messages {message}[]")
     con.execute(f"UPDATE marts.sft_examples SET messages = m0::{message}[]")
