@@ -12,6 +12,7 @@ import httpx
 import psutil
 import pytest
 
+from flywheel import warehouse
 from flywheel.labeling import sampling, sync
 from flywheel.labeling.client import ArgillaTarget, ArgillaUnavailable
 from flywheel.labeling.datasets import PAIRWISE, RESPONSE_REVIEW, DatasetSpec, load_sampling, load_spec
@@ -449,3 +450,44 @@ def test_background_jobs_run_a_changed_min_submitted_recomputes_record_status(ar
     while time.monotonic() < deadline and dataset.progress()["completed"] != 0:
         time.sleep(0.5)
     assert dataset.progress() == {"total": 1, "completed": 0, "pending": 1}
+
+
+def test_labels_from_two_annotators_and_a_correction_win_in_the_next_release(labeling, home):
+    """The end-to-end loop: labels submitted in Argilla by two annotators are pulled, and the next release
+    carries them as the winning signal; a correction replaces the response and is marked."""
+    from pipelines.launch import publish as publish_releases
+
+    con, target, names = labeling
+    spec = unique_spec(RESPONSE_REVIEW)
+    spec = DatasetSpec(spec.kind, names[RESPONSE_REVIEW], spec.config, spec.path)
+    sampling.sample_response_review(con, spec, CONFIG["response_review"], budget=40)
+    sync.push(con, target, spec)
+    # Records whose cluster has one member: their release row is theirs whatever the other members score.
+    alone = con.execute("""SELECT q.record_id, q.request_id FROM labeling.queue q
+                           JOIN (SELECT cluster_id FROM dedup.clusters GROUP BY 1 HAVING count(*) = 1) USING (cluster_id)
+                           ORDER BY 1 LIMIT 2""").fetchall()
+    assert len(alone) == 2
+    (rated, rated_request), (corrected, corrected_request) = alone
+    client = target.client()
+    a, b = annotator(client, target.workspace, "ann-a"), annotator(client, target.workspace, "ann-b")
+    sid = server_ids(client, spec.name, target.workspace)
+    respond(a, sid[rated], {"verdict": "good", "quality": 5})
+    respond(b, sid[rated], {"verdict": "good", "quality": 4})
+    respond(a, sid[corrected], {"verdict": "bad", "quality": 2, "correction": "The corrected answer, by a person."})
+    assert sync.pull(con, target, spec).new == 3
+    con.close()
+
+    assert publish_releases(home).success
+    with warehouse.session(home, read_only=True) as con:
+        row = con.execute("""SELECT quality_source, quality_score, human_annotators, corrected
+                             FROM releases.curated_interactions WHERE request_id = ?""", [rated_request]).fetchone()
+        assert row == ("human", 0.875, 2, False)
+        row = con.execute("""SELECT quality_source, response_text, corrected, original_response_text IS NOT NULL
+                             FROM releases.curated_interactions WHERE request_id = ?""", [corrected_request]).fetchone()
+        assert row == ("human_correction", "The corrected answer, by a person.", True, True)
+        sft = con.execute("SELECT messages[-1].content FROM releases.sft_examples WHERE request_id = ?",
+                          [corrected_request]).fetchone()
+        assert sft == ("The corrected answer, by a person.",)
+        pair = con.execute("""SELECT chosen, pair_source FROM releases.preference_pairs
+                              WHERE chosen_request_id = ?""", [corrected_request]).fetchone()
+        assert pair == ("The corrected answer, by a person.", "human_correction")

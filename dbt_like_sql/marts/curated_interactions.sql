@@ -2,7 +2,8 @@
 -- a non-empty answer or tool calls), redacted, with its quality signal and where it came from (int_signals). A
 -- correction replaces the response, marked `corrected`, the original kept beside it. `split` is the cluster's.
 WITH members AS (
-    SELECT i.*, m.cluster_id, m.cluster_size, s.quality_score AS signal_score, s.quality_source AS signal_source,
+    SELECT i.* EXCLUDE (correction), m.cluster_id, m.cluster_size, s.quality_score AS signal_score,
+           s.quality_source AS signal_source,
            s.human_score, s.human_verdict, s.human_annotators, s.outcome_score, s.user_score, s.judge_score,
            s.correction, s.correction_source, sp.split
     FROM intermediate.int_interactions i
