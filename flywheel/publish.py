@@ -71,7 +71,8 @@ class Published:
     version: str | None  # None: nothing new to publish
     path: Path | None
     rows: dict[str, int] = field(default_factory=dict)
-    unchanged_since: str | None = None  # the latest version, when the rows are the same
+    unchanged_since: str | None = None  # the latest version, when nothing was published
+    why: str = ""  # why nothing was published
 
     @property
     def bytes(self) -> int:
@@ -301,7 +302,9 @@ def publish(con: duckdb.DuckDBPyConnection, releases: Path, dataset_name: str, r
     existing = versions(releases, dataset.name)
     latest = latest_version(releases, dataset.name)
     if latest and manifest(releases, dataset.name, latest)["fingerprint"] == print_:
-        return Published(dataset.name, None, None, unchanged_since=latest)
+        return Published(dataset.name, None, None, unchanged_since=latest, why="the rows equal the latest release's")
+    if not con.execute(f"SELECT count(*) FROM {relation}").fetchall()[0][0]:
+        return Published(dataset.name, None, None, unchanged_since=latest, why="the mart has no rows")
     problems = validation_problems(con, dataset, relation, rules)
     if problems:
         shown = "\n".join(f"  {key}: {reason}" for key, reason in problems[:20])

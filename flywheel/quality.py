@@ -11,6 +11,7 @@ Expectations of severity `critical` are errors that block downstream assets; `wa
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -64,6 +65,9 @@ def validate_frame(frame, suite: dict[str, Any], key_column: str | None = None) 
     """Run a suite (as stored in schemas/expectations/) on a pandas DataFrame."""
     import great_expectations as gx  # slow to import: only when validating
     from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    # GX sets this module's logger to INFO when imported; it would log every ephemeral context it makes.
+    logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.WARNING)
 
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)  # quiet logs

@@ -18,11 +18,12 @@ def refresh_views(con: duckdb.DuckDBPyConnection, releases: Path) -> list[str]:
     made = []
     con.execute("CREATE SCHEMA IF NOT EXISTS releases")
     for name in DATASETS:
-        published = versions(releases, name)
+        folder = dataset_folder(releases, name)
+        published = [v for v in versions(releases, name) if any((folder / v / "data").glob("*.parquet"))]
         if not published:
             continue
-        folder = dataset_folder(releases, name)
-        latest = folder / (latest_version(releases, name) or published[-1]) / "data" / "*.parquet"
+        newest = latest_version(releases, name)
+        latest = folder / (newest if newest in published else published[-1]) / "data" / "*.parquet"
         every = [str(folder / v / "data" / "*.parquet") for v in published]
         con.execute(f"CREATE OR REPLACE VIEW releases.{name} AS "
                     f"SELECT * FROM read_parquet({sql_literal(str(latest))}, union_by_name = true)")

@@ -206,7 +206,8 @@ def _publish_summary(run: dg.ExecuteInProcessResult) -> str:
         if metadata["published"].value:
             parts.append(f"{key.path[-1]} {metadata['version'].value} ({metadata['rows_total'].value:,} rows)")
         else:
-            parts.append(f"{key.path[-1]} unchanged ({metadata['latest'].value})")
+            latest = metadata["latest"].value
+            parts.append(f"{key.path[-1]} unchanged ({latest})" if latest else f"{key.path[-1]} has no rows yet")
     return ", " + ", ".join(parts) if parts else ""
 
 

@@ -464,8 +464,8 @@ def test_labels_from_two_annotators_and_a_correction_win_in_the_next_release(lab
     sync.push(con, target, spec)
     # Records whose cluster has one member: their release row is theirs whatever the other members score.
     alone = con.execute("""SELECT q.record_id, q.request_id FROM labeling.queue q
-                           JOIN (SELECT cluster_id FROM dedup.clusters GROUP BY 1 HAVING count(*) = 1) USING (cluster_id)
-                           ORDER BY 1 LIMIT 2""").fetchall()
+                           JOIN (SELECT cluster_id FROM dedup.clusters GROUP BY 1 HAVING count(*) = 1)
+                           USING (cluster_id) ORDER BY 1 LIMIT 2""").fetchall()
     assert len(alone) == 2
     (rated, rated_request), (corrected, corrected_request) = alone
     client = target.client()

@@ -107,9 +107,16 @@ def _graphql(port: int, query: str) -> dict:
 
 
 @pytest.mark.slow
-def test_dagster_ui_serves_assets_sensor_and_schedule_on_localhost(tmp_path):
+def test_dagster_ui_serves_assets_sensors_and_schedules_on_localhost_and_runs_a_publish(tmp_path):
+    from flywheel.settings import Home
+    from flywheel.simulate import simulate
+    from pipelines.launch import run_main_job
+
+    home = Home(tmp_path / "home").ensure()
+    simulate(home.landing / "sim.jsonl", 400, days=2, seed=2)
+    assert run_main_job(home, labeling=False).success
     port = free_port()
-    env = {**os.environ, "FLYWHEEL_HOME": str(tmp_path / "home")}
+    env = {**os.environ, "FLYWHEEL_HOME": str(home.root)}
     process = subprocess.Popen([*FLYWHEEL, "dagster", "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, start_new_session=True)
     try:
@@ -132,9 +139,21 @@ def test_dagster_ui_serves_assets_sensor_and_schedule_on_localhost(tmp_path):
         repository = data["repositoriesOrError"]["nodes"][0]
         assert {"/".join(n["assetKey"]["path"]) for n in repository["assetNodes"]} >= {"raw/interactions",
                                                                                      "raw/quarantine"}
-        assert sorted(s["name"] for s in repository["sensors"]) == ["build_sensor", "landing_sensor"]
+        assert sorted(s["name"] for s in repository["sensors"]) == ["build_sensor", "landing_sensor",
+                                                                    "publish_after_new_labels"]
         assert sorted(s["name"] for s in repository["schedules"]) == ["daily_ingest", "daily_labeling",
-                                                                      "pull_labels"]
+                                                                      "pull_labels", "weekly_publish"]
+        launched = _graphql(port, """mutation { launchRun(executionParams: {selector: {
+            repositoryLocationName: "flywheel", repositoryName: "__repository__", jobName: "publish_job"}}) {
+            __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }""")
+        assert launched["launchRun"]["__typename"] == "LaunchRunSuccess", launched
+        run_id = launched["launchRun"]["run"]["runId"]
+        status = ""
+        while time.monotonic() < deadline + 120 and status not in ("SUCCESS", "FAILURE", "CANCELED"):
+            time.sleep(2)
+            status = _graphql(port, f'{{ runOrError(runId: "{run_id}") {{ ... on Run {{ status }} }} }}'
+                              )["runOrError"]["status"]
+        assert status == "SUCCESS"
         import psutil
 
         listening = {c.laddr.ip for c in psutil.net_connections(kind="tcp")

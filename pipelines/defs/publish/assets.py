@@ -31,7 +31,7 @@ def _release_asset(name: str) -> dg.AssetsDefinition:
             refresh_views(con, releases)
         if result.version is None:
             return dg.MaterializeResult(metadata={"published": False, "latest": result.unchanged_since or "",
-                                                  "why": "the rows equal the latest release's"})
+                                                  "why": result.why})
         rows = sorted(result.rows.items())
         return dg.MaterializeResult(metadata={
             "published": True, "version": result.version, "path": dg.MetadataValue.path(str(result.path)),
