@@ -12,8 +12,6 @@ from flywheel.reference import write_model_prices
 from flywheel.sqlmodels import load_models, materialize
 from tests.factories import feedback, interaction, write_lines
 
-RAW = {("raw", "interactions"), ("raw", "feedback"), ("raw", "quarantine"), ("reference", "model_prices"),
-       ("dedup", "clusters")}
 DAY = date(2026, 11, 20)
 
 
@@ -21,9 +19,7 @@ def build(con, tmp_path, events, name="in.jsonl"):
     ingest_file(con, write_lines(tmp_path / name, events))
     write_model_prices(con)
     for model in load_models():
-        # the cluster models need dedup, which these checks do not
-        if "dedup" not in {schema for schema, _ in model.depends_on} and \
-                ("intermediate", "int_cluster_members") not in model.depends_on:
+        if model.layer == "staging":  # what the suites check
             materialize(con, model, DAY if model.materialized == "incremental" else None)
 
 
@@ -72,9 +68,7 @@ def test_a_day_with_a_timestamp_in_the_future_fails(con, tmp_path, clean_day):
     ingest_file(con, write_lines(tmp_path / "f.jsonl", [interaction("future", timestamp="2099-01-01T00:00:00Z")]))
     write_model_prices(con)
     for model in load_models():
-        # the cluster models need dedup, which these checks do not
-        if "dedup" not in {schema for schema, _ in model.depends_on} and \
-                ("intermediate", "int_cluster_members") not in model.depends_on:
+        if model.layer == "staging":
             materialize(con, model, day if model.materialized == "incremental" else None)
     outcome = check_relation(con, "staging.stg_interactions", day)
     assert failed(outcome, "critical") == {("expect_column_values_to_be_in_set", "in_future")}
