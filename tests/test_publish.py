@@ -264,3 +264,29 @@ def test_a_rules_file_with_an_unknown_key_or_a_bad_value_names_the_file_and_the_
     path.write_text("signal_precedence: [human, vibes]\n")
     with pytest.raises(RulesError, match=r"signal_precedence"):
         load_rules(path)
+
+
+def test_a_mart_whose_checks_fail_is_not_released(home_copy, tmp_path, monkeypatch):
+    from flywheel import quality
+    from pipelines.launch import publish as publish_releases
+
+    suites = tmp_path / "expectations"
+    shutil.copytree(quality.SUITES_DIR, suites)
+    strict = json.loads((suites / "sft_examples.json").read_text())
+    strict["expectations"].append({"type": "expect_column_values_to_be_in_set", "severity": "critical",
+                                   "kwargs": {"column": "split", "value_set": ["nowhere"]}})
+    (suites / "sft_examples.json").write_text(json.dumps(strict))
+    monkeypatch.setattr(quality, "SUITES_DIR", suites)
+    write_lines(home_copy.landing / "more.jsonl", [
+        interaction(f"more-{i}", messages=[{"role": "user", "content": f"Something new to ask, number {i}"}],
+                    response={"role": "assistant", "content": f"Answer {i}"}) for i in range(20)] + [
+        feedback(f"more-{i}", feedback_type="rating", rating=5, rating_scale=5, thumb=None) for i in range(20)])
+    from pipelines.launch import run_main_job
+
+    result = run_main_job(home_copy, labeling=False)
+    assert not result.success  # the check failed the run ...
+    assert versions(home_copy.releases, "sft_examples") == ["v0001"]  # ... and held back the release
+    assert versions(home_copy.releases, "curated_interactions") == ["v0001", "v0002"]  # the others went out
+    monkeypatch.setattr(quality, "SUITES_DIR", quality.SCHEMAS_DIR / "expectations")
+    assert publish_releases(home_copy).success
+    assert versions(home_copy.releases, "sft_examples") == ["v0001", "v0002"]
