@@ -86,10 +86,10 @@ def print_releases(where: Home) -> None:
             document = manifest(where.releases, name, version)
             size = sum(f["bytes"] for f in document["files"].values())
             rows.append((name, version, *(f"{document['rows'][s]:,}" for s in ("train", "validation", "test")),
-                         f"{size / 1e6:.1f} MB", document["created_at"]))
+                         f"{size / 1e6:.1f} MB"))
     if rows:
         console.print(report_table(f"releases in {where.releases} (latest of each)",
-                                   ("dataset", "version", "train", "validation", "test", "size", "created"), rows))
+                                   ("dataset", "version", "train", "validation", "test", "size"), rows))
 
 
 def _print_labeling(where: Home) -> None:
