@@ -55,10 +55,12 @@ DATASETS = {d.name: d for d in (
     Dataset("router_examples", "cluster_id || '|' || model", wide=True),
     Dataset("eval_items", "cluster_id"),
 )}
-# What made the rows: the marts' SQL and this module (the exports).
-CODE_VERSION = hashlib.sha256(b"".join(
-    p.read_bytes() for p in [*sorted((REPO_ROOT / "dbt_like_sql" / "marts").glob("*.sql")), Path(__file__)]
-)).hexdigest()[:12]
+# What made the rows: every SQL model, the Python they call, the rules, the marts' checks and the exports.
+CODE_VERSION = hashlib.sha256(b"".join(p.read_bytes() for p in [
+    *sorted((REPO_ROOT / "dbt_like_sql").rglob("*.sql")), *sorted((REPO_ROOT / "schemas" / "expectations").glob("*")),
+    REPO_ROOT / "schemas" / "curation.yaml", Path(__file__),
+    *(REPO_ROOT / "flywheel" / f"{name}.py" for name in ("curation", "sqlfunctions", "redact", "embed", "pricing")),
+])).hexdigest()[:12]
 
 
 class ReleaseError(ValueError):
@@ -280,6 +282,15 @@ def remove_incomplete(releases: Path) -> int:
     for link in releases.glob("*/.latest-*"):
         link.unlink(missing_ok=True)
     return removed
+
+
+def inputs_stamp(con: duckdb.DuckDBPyConnection) -> str:
+    """What the next releases would be built from (the latest ingestion, the labels, the code and rules): while
+    it is the last publish's, publishing again would release nothing new and is skipped."""
+    from flywheel.days import warehouse_watermark
+    from flywheel.labeling.store import labels_stamp
+
+    return f"{warehouse_watermark(con)}|{labels_stamp(con)}|{load_rules().digest}|{CODE_VERSION}"
 
 
 def built_from(con: duckdb.DuckDBPyConnection) -> dict:

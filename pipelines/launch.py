@@ -169,6 +169,9 @@ def _main_job(home: Home, instance: dg.DagsterInstance, say: Callable[[str], Non
         runs.append(run)
         say(f"labeling: {_outcome(run)} (run {run.run_id})")
     if all(run.success for run in runs) and home.warehouse.exists():
+        if _published_from_the_same(home, instance):
+            say("publish: nothing changed since the last publish; no new release")
+            return RunsResult(runs, built.days_built, built.days_with_data)
         run = _publish_run(home, instance)
         runs.append(run)
         say(f"publish: {_outcome(run)}{_publish_summary(run)} (run {run.run_id})")
@@ -189,9 +192,27 @@ def publish(home: Home, say: Callable[[str], None] | None = None) -> RunsResult:
         built = build(home, say=say, instance=instance)
         if not built.success or not home.warehouse.exists():
             return built
+        if not built.runs and _published_from_the_same(home, instance):
+            say("nothing changed since the last publish (no new data, labels, rules or code): no new release")
+            return built
         run = _publish_run(home, instance)
         say(f"publish: {_outcome(run)}{_publish_summary(run)} (run {run.run_id})")
         return RunsResult([*built.runs, run], built.days_built, built.days_with_data)
+
+
+def _published_from_the_same(home: Home, instance: dg.DagsterInstance) -> bool:
+    """Whether every release asset's last materialization was made from what the warehouse holds now."""
+    from flywheel.publish import DATASETS, inputs_stamp
+    from pipelines.builds import DATA_VERSION_TAG
+
+    with warehouse.session(home, read_only=True) as con:
+        stamp = inputs_stamp(con)
+    for name in DATASETS:
+        event = instance.get_latest_materialization_event(dg.AssetKey(["releases", name]))
+        tags = event.asset_materialization.tags if event and event.asset_materialization else {}
+        if (tags or {}).get(DATA_VERSION_TAG) != stamp:
+            return False
+    return True
 
 
 def _publish_summary(run: dg.ExecuteInProcessResult) -> str:

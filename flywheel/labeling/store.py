@@ -82,6 +82,15 @@ def records_pushed(con: duckdb.DuckDBPyConnection) -> int:
     return con.execute("SELECT count(pushed_at) FROM labeling.queue").fetchall()[0][0]
 
 
+def labels_stamp(con: duckdb.DuckDBPyConnection) -> str:
+    """How many labels there are and when they last changed ('0|None' before any pull)."""
+    if not con.execute("SELECT 1 FROM duckdb_tables() WHERE schema_name = 'labeling' AND table_name = 'labels'"
+                       ).fetchall():
+        return "0|None"
+    count, changed = con.execute("SELECT count(*), max(updated_at) FROM labeling.labels").fetchall()[0]
+    return f"{count}|{changed}"
+
+
 def queued_by_kind(con: duckdb.DuckDBPyConnection) -> list[tuple[str, int, int]]:
     """(kind, records queued, records pushed) per kind of labeling task."""
     return con.execute("SELECT kind, count(*), count(pushed_at) FROM labeling.queue GROUP BY 1 ORDER BY 1").fetchall()

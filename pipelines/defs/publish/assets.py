@@ -4,7 +4,7 @@ and refreshes the `releases.*` SQL views over them."""
 import dagster as dg
 
 from flywheel import reports
-from flywheel.publish import CODE_VERSION, DATASETS, publish, remove_incomplete
+from flywheel.publish import CODE_VERSION, DATASETS, inputs_stamp, publish, remove_incomplete
 from flywheel.releases import refresh_views
 from pipelines.resources import WarehouseResource
 from pipelines.shared import WAREHOUSE_POOL
@@ -27,17 +27,18 @@ def _release_asset(name: str) -> dg.AssetsDefinition:
         with warehouse.session(context.log) as con:
             if remove_incomplete(releases):
                 context.log.warning("removed a release left half-written by a stopped run (it was never visible)")
+            stamp = inputs_stamp(con)
             result = publish(con, releases, name, on_step=context.log.info)
             refresh_views(con, releases)
         if result.version is None:
             return dg.MaterializeResult(metadata={"published": False, "latest": result.unchanged_since or "",
-                                                  "why": result.why})
+                                                  "why": result.why}, data_version=dg.DataVersion(stamp))
         rows = sorted(result.rows.items())
         return dg.MaterializeResult(metadata={
             "published": True, "version": result.version, "path": dg.MetadataValue.path(str(result.path)),
             "rows_total": sum(result.rows.values()), **{f"rows_{split}": n for split, n in rows},
             "bytes": result.bytes, "rows": dg.MetadataValue.md(reports.markdown_table(("split", "rows"), rows)),
-        })
+        }, data_version=dg.DataVersion(stamp))
 
     return release
 
