@@ -290,3 +290,18 @@ def test_a_mart_whose_checks_fail_is_not_released(home_copy, tmp_path, monkeypat
     monkeypatch.setattr(quality, "SUITES_DIR", quality.SCHEMAS_DIR / "expectations")
     assert publish_releases(home_copy).success
     assert versions(home_copy.releases, "sft_examples") == ["v0001", "v0002"]
+
+
+def test_hugging_face_datasets_loads_a_release_by_its_card(published_home, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-cache"))
+    import datasets
+
+    folder = published_home.releases / "sft_examples" / "latest"
+    loaded = datasets.load_dataset(str(folder.resolve()), cache_dir=str(tmp_path / "hf-cache"))
+    rows = manifest(published_home.releases, "sft_examples", "v0001")["rows"]
+    assert {split: len(part) for split, part in loaded.items()} == {s: n for s, n in rows.items() if n}
+    assert loaded["train"][0]["messages"][-1]["role"] == "assistant"
+    by_files = datasets.load_dataset("parquet", data_files={"train": str(folder / "data" / "train.parquet")},
+                                     cache_dir=str(tmp_path / "hf-cache"))
+    assert len(by_files["train"]) == rows["train"]
