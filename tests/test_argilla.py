@@ -470,10 +470,11 @@ def test_labels_from_two_annotators_and_a_correction_win_in_the_next_release(lab
     (rated, rated_request), (corrected, corrected_request) = alone
     client = target.client()
     a, b = annotator(client, target.workspace, "ann-a"), annotator(client, target.workspace, "ann-b")
-    sid = server_ids(client, spec.name, target.workspace)
-    respond(a, sid[rated], {"verdict": "good", "quality": 5})
-    respond(b, sid[rated], {"verdict": "good", "quality": 4})
-    respond(a, sid[corrected], {"verdict": "bad", "quality": 2, "correction": "The corrected answer, by a person."})
+    # Through the Argilla SDK, as each annotator.
+    sdk_respond(client, spec.name, target.workspace, rated, a.me.id, {"verdict": "good", "quality": 5})
+    sdk_respond(client, spec.name, target.workspace, rated, b.me.id, {"verdict": "good", "quality": 4})
+    sdk_respond(client, spec.name, target.workspace, corrected, a.me.id,
+                {"verdict": "bad", "quality": 2, "correction": "The corrected answer, by a person."})
     assert sync.pull(con, target, spec).new == 3
     con.close()
 
