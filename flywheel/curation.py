@@ -101,6 +101,7 @@ def set_rule_variables(con: duckdb.DuckDBPyConnection, rules: Rules) -> None:
     values = {
         "signal_precedence": rules.signal_precedence, "quality_bar": rules.quality_bar,
         "sft_min_quality": rules.sft.min_quality, "sft_include_corrected": rules.sft.include_corrected,
+        "sft_token_limit": rules.sft.token_limit(),
         "pref_min_margin": rules.preferences.min_margin, "router_quality_bar": rules.router.quality_bar,
         "eval_max_per_app": rules.eval.max_per_app,
     }

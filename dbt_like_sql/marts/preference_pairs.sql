@@ -2,7 +2,7 @@
 -- pairwise labels in Argilla (the majority's choice, ties left out), corrections (the corrected answer over the
 -- original), and scores (within a cluster, the best-scored answer over the worst, from different models, when
 -- their scores differ by at least preferences.min_margin). Identical texts make no pair. The prompt is the chosen
--- answer's.
+-- answer's, and must be one the answers can follow.
 WITH answers AS (
     SELECT i.request_id, i.app_id, i.model, i.messages, i.tools, i.response_text, m.cluster_id, s.quality_score,
            s.quality_source, s.correction, s.correction_source, sp.split
@@ -66,4 +66,10 @@ SELECT
     p.margin
 FROM pairs p
 JOIN answers a ON a.request_id = p.chosen_id
+-- a prompt the answers can follow: it ends with the user (or a tool), no message is empty, it fits the token limit
+WHERE a.messages[-1].role IN ('user', 'tool')
+  AND list_bool_and(list_transform(a.messages, m -> coalesce(trim(m.content), '') <> '' OR m.tool_calls IS NOT NULL
+                                                    OR m.refusal IS NOT NULL))
+  AND (list_sum(list_transform(a.messages, m -> length(coalesce(m.content, '')) + length(coalesce(m.tool_calls::VARCHAR, ''))))
+       + greatest(length(p.chosen), length(p.rejected))) // 4 + 4 * len(a.messages) <= getvariable('sft_token_limit')
 QUALIFY row_number() OVER (PARTITION BY pair_id ORDER BY a.request_id) = 1
