@@ -305,3 +305,28 @@ def test_hugging_face_datasets_loads_a_release_by_its_card(published_home, tmp_p
     by_files = datasets.load_dataset("parquet", data_files={"train": str(folder / "data" / "train.parquet")},
                                      cache_dir=str(tmp_path / "hf-cache"))
     assert len(by_files["train"]) == rows["train"]
+
+
+def test_an_overlong_or_empty_conversation_is_left_out_of_training_data_not_blocking_it(tmp_path):
+    from pipelines.launch import run_main_job
+
+    home = Home(tmp_path / "home").ensure()
+    prompts = {"long": "x" * 400_000, "empty": "", "parts": [{"type": "text", "text": "What is in this picture?"},
+                                                             {"type": "image_url", "image_url": {"url": "http://i/1"}}],
+               "plain": "How do I reset my password?"}
+    events = [interaction(name, messages=[{"role": "user", "content": content}],
+                          response={"role": "assistant", "content": f"An answer about {name}"})
+              for name, content in prompts.items()]
+    events += [feedback(name, feedback_type="rating", rating=5, rating_scale=5, thumb=None) for name in prompts]
+    write_lines(home.landing / "odd.jsonl", events)
+    assert run_main_job(home, labeling=False).success
+    con = duckdb.connect()
+    data = home.releases / "{}" / "latest" / "data" / "*.parquet"
+    curated = {r for (r,) in con.execute(f"SELECT request_id FROM '{str(data).format('curated_interactions')}'"
+                                         ).fetchall()}
+    sft = {r for (r,) in con.execute(f"SELECT request_id FROM '{str(data).format('sft_examples')}'").fetchall()}
+    assert curated == set(prompts) and sft == {"parts", "plain"}
+    lines = [json.loads(line) for path in (home.releases / "sft_examples" / "latest" / "openai").glob("*.jsonl")
+             for line in path.read_text().splitlines()]
+    parts = next(line for line in lines if isinstance(line["messages"][0]["content"], list))
+    assert parts["messages"][0]["content"][1]["type"] == "image_url"  # content parts stay parts
