@@ -148,12 +148,15 @@ def sql(
     query: Annotated[str | None, typer.Argument(help="A read-only SQL query (DuckDB dialect); none: a prompt.")] = None,
     output: Annotated[str, typer.Option("--output", "-o", help="table, csv, json or parquet (to stdout)")] = "table",
     limit: Annotated[int, typer.Option(help="Rows to show in table output.")] = 50,
+    allow_files: Annotated[bool, typer.Option("--allow-files", help="Let queries read files outside FLYWHEEL_HOME "
+                                                                    "(read_csv, read_parquet, glob, ...).")] = False,
     home: HomeOption = None,
 ) -> None:
     """Query the warehouse read-only: the layers (raw, staging, intermediate, marts) and the published releases
     (releases.sft_examples, releases.router_examples_versions, ...), e.g.
     flywheel sql "SELECT app_id, cheapest_good_model, count(*) FROM releases.router_examples GROUP BY ALL".
-    Without a query: an interactive prompt with history (end with an empty line or Ctrl-D)."""
+    Without a query: an interactive prompt with history (end with an empty line or Ctrl-D). Only statements
+    that read are run; files outside FLYWHEEL_HOME are out of reach unless --allow-files."""
     import duckdb
 
     if output not in ("table", "csv", "json", "parquet"):
@@ -161,15 +164,23 @@ def sql(
         raise typer.Exit(2)
     where = Home.from_env(home)
     try:
-        with warehouse.session(where, read_only=True, on_wait=console.print) as con:
+        with warehouse.query_session(where, allow_files=allow_files, on_wait=console.print) as con:
             if query is None:
                 _sql_prompt(con, where, limit)
                 return
-            frame = con.sql(query).pl()
-    except (duckdb.Error, FileNotFoundError) as error:
-        console.print(f"[red]error:[/] {error}")
+            frame = warehouse.run_query(con, query).pl()
+    except (duckdb.Error, FileNotFoundError, warehouse.RefusedStatement) as error:
+        console.print(f"[red]error:[/] {_first_line(error)}")
         raise typer.Exit(2) from error
     _print_frame(frame, output, limit)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    line = text.splitlines()[0] if text else type(error).__name__
+    if "file system operations are disabled" in line:
+        line += " (files outside FLYWHEEL_HOME need --allow-files)"
+    return line
 
 
 def _print_frame(frame, output: str, limit: int) -> None:
@@ -209,9 +220,9 @@ def _sql_prompt(con, where: Home, limit: int) -> None:
             if not line:
                 break
             try:
-                _print_frame(con.sql(line).pl(), "table", limit)
-            except duckdb.Error as error:
-                console.print(f"[red]error:[/] {error}")
+                _print_frame(warehouse.run_query(con, line).pl(), "table", limit)
+            except (duckdb.Error, warehouse.RefusedStatement) as error:
+                console.print(f"[red]error:[/] {_first_line(error)}")
     finally:
         if readline is not None:
             readline.write_history_file(history)
@@ -363,8 +374,35 @@ def label_pull(home: HomeOption = None) -> None:
                       f"agreement {pulled.agreement or 'n/a'}; sent back {pulled.requeued}")
 
 
+DEBUG_FLAG = "--debug"
+
+
+@app.callback()
+def _options(
+    debug: Annotated[bool, typer.Option(DEBUG_FLAG, help="Show the full traceback of an error.")] = False,
+) -> None:
+    """flywheel: turn production LLM traffic into curated fine-tuning, router and eval datasets."""
+
+
+def run_app(application: typer.Typer = app) -> None:
+    """Run the commands; an error they did not handle prints as one line (what went wrong, and that --debug
+    shows the traceback) and exits 1, never as a traceback."""
+    debug = DEBUG_FLAG in sys.argv[1:]
+    try:
+        application(standalone_mode=True)
+    except KeyboardInterrupt:
+        console.print("interrupted")
+        raise SystemExit(130) from None
+    except Exception as error:
+        if debug:
+            raise
+        console.print(f"[red]error:[/] {type(error).__name__}: {_first_line(error)} (run again with --debug for "
+                      "the traceback)", soft_wrap=True)
+        raise SystemExit(1) from None
+
+
 if __name__ == "__main__":
-    app()
+    run_app()
 
 
 releases_app = typer.Typer(help="The published releases under FLYWHEEL_HOME/releases.", no_args_is_help=True)

@@ -104,8 +104,25 @@ class Home:
 
     def ensure(self) -> Home:
         for folder in (self.root, self.landing, self.dagster_home):
-            folder.mkdir(parents=True, exist_ok=True)
+            private_folder(folder)
         return self
+
+
+# FLYWHEEL_HOME holds raw logs, un-redacted text and credentials: what flywheel creates there is its owner's alone.
+def private_folder(folder: Path) -> Path:
+    """Make (or keep) a folder only its owner can enter (0700)."""
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return owner_only(folder)
+
+
+def owner_only(path: Path) -> Path:
+    """0700 for a folder, 0600 for a file; left as it is when this user does not own it."""
+    try:
+        if path.exists() and path.stat().st_uid == os.getuid():
+            path.chmod(0o700 if path.is_dir() else 0o600)
+    except OSError:
+        pass
+    return path
 
 
 def _number(env: Mapping[str, str], name: str, default: float) -> float:

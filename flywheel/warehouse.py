@@ -3,7 +3,9 @@ holds and how it is laid out is `flywheel/ingest/raw_layer.py`'s."""
 
 from __future__ import annotations
 
+import os
 import random
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -11,7 +13,7 @@ from pathlib import Path
 
 import duckdb
 
-from flywheel.settings import Home
+from flywheel.settings import Home, owner_only, private_folder
 
 CONFIG = {
     # A new warehouse is written in DuckDB's newest storage format: its string compression (FSST dictionaries)
@@ -43,19 +45,25 @@ def connect(
     lock_timeout_s = options.lock_timeout_s if lock_timeout_s is None else lock_timeout_s
     if read_only and not path.exists():
         raise FileNotFoundError(f"no warehouse at {path}: ingest something first (flywheel ingest/run)")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_folder(path.parent)
     deadline = time.monotonic() + lock_timeout_s
     delay, told = 0.05, False
     while True:
         try:
-            return duckdb.connect(str(path), read_only=read_only,
-                                  config={**CONFIG, "memory_limit": options.memory_limit})
+            con = duckdb.connect(str(path), read_only=read_only,
+                                 config={**CONFIG, "memory_limit": options.memory_limit})
+            if not read_only:
+                for made in (path, path.with_name(path.name + ".wal")):
+                    owner_only(made)
+            return con
         except duckdb.IOException as error:
             if not _is_lock_conflict(error):
                 raise
             if time.monotonic() > deadline:
+                holder = re.search(r"\(PID (\d+)\)", str(error))
                 raise WarehouseBusyError(
-                    f"{path} stayed locked by another process for {lock_timeout_s:.0f}s: {error}"
+                    f"{path} stayed locked by another process{f' (PID {holder[1]})' if holder else ''} for "
+                    f"{lock_timeout_s:.0f}s (FLYWHEEL_LOCK_TIMEOUT): try again once it is done"
                 ) from error
             if on_wait and not told:
                 on_wait(f"{path.name} is in use by another process; waiting for it (up to {lock_timeout_s:.0f}s)")
@@ -71,6 +79,42 @@ def session(home: Home, **kwargs) -> Iterator[duckdb.DuckDBPyConnection]:
         yield con
     finally:
         con.close()
+
+
+class RefusedStatement(ValueError):
+    """A statement the read-only query tool does not run."""
+
+
+_READING = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
+
+
+@contextmanager
+def query_session(home: Home, *, allow_files: bool = False,
+                  on_wait: Callable[[str], None] | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The warehouse opened for an analyst's queries: read-only, its configuration locked, and (unless
+    `allow_files`) no file outside FLYWHEEL_HOME readable. Run statements through `run_query`."""
+    con = connect(home, read_only=True, on_wait=on_wait)
+    try:
+        if not allow_files:
+            con.execute(f"SET allowed_directories = [{sql_literal(str(home.root) + os.sep)}]")
+            con.execute("SET enable_external_access = false")
+        con.execute("SET lock_configuration = true")
+        yield con
+    finally:
+        con.close()
+
+
+def run_query(con: duckdb.DuckDBPyConnection, query: str) -> duckdb.DuckDBPyRelation:
+    """Run one statement that only reads (SELECT, SHOW, DESCRIBE, SUMMARIZE, EXPLAIN, FROM ...); any other is
+    refused before it runs."""
+    statements = con.extract_statements(query)
+    if len(statements) != 1:
+        raise RefusedStatement(f"one statement at a time, not {len(statements)}")
+    kind = statements[0].type
+    if kind not in _READING:
+        raise RefusedStatement(f"only queries that read are run here, not {kind.name} statements "
+                               "(SELECT, SHOW, DESCRIBE, SUMMARIZE, EXPLAIN)")
+    return con.sql(query)
 
 
 def sql_literal(text: str) -> str:

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from flywheel import reports, warehouse
-from flywheel.cli import HomeOption, app, console, report_table, simulate
+from flywheel.cli import HomeOption, app, console, report_table, run_app, simulate
 from flywheel.settings import Home
 
 
@@ -161,5 +161,10 @@ def dagster(
     raise typer.Exit(serve(Home.from_env(home).ensure(), port))
 
 
+def main() -> None:
+    """The `flywheel` command (pyproject's entry point)."""
+    run_app(app)
+
+
 if __name__ == "__main__":
-    app()
+    main()

@@ -57,6 +57,7 @@ from flywheel.ingest.rows import (
 from flywheel.ingest.sources import container_of, content_hash, read_lines
 from flywheel.ingest.validate import Block, BlockResult, BlockSpec, LineError, parse_line, start_worker
 from flywheel.processes import alive
+from flywheel.settings import private_folder
 from flywheel.warehouse import database_path, sql_literal, transaction
 
 # Big enough that DuckDB writes each block's rows straight to row groups; small enough to bound memory.
@@ -407,7 +408,7 @@ def _prefetched(items: Iterator[Block], depth: int) -> Iterator[Block]:
 def _workdir(con_path: Path | None) -> Path:
     """A private folder for a run's intermediate files; folders left by crashed runs are removed."""
     root = (con_path.parent if con_path else Path(tempfile.gettempdir())) / ".ingest-tmp"
-    root.mkdir(parents=True, exist_ok=True)
+    private_folder(root)
     for stale in root.iterdir():
         pid = stale.name.split("-")[0]
         if pid.isdigit() and not alive(int(pid)):

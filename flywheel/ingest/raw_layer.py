@@ -21,6 +21,7 @@ import duckdb
 import msgspec.inspect as mi
 
 from flywheel.contracts import CONTRACTS
+from flywheel.settings import owner_only, private_folder
 from flywheel.warehouse import database_path, sql_literal
 
 if TYPE_CHECKING:
@@ -244,7 +245,8 @@ def register_segment(con: duckdb.DuckDBPyConnection, result: BlockResult, kind: 
         return
     table = KINDS[kind].table
     folder = segments_folder(con) / table  # type: ignore[operator]  # segments are only made with a folder
-    folder.mkdir(parents=True, exist_ok=True)
+    private_folder(folder.parent)
+    private_folder(folder)
     target = folder / segment_name(file_hash, result.first_line)
     if fresh == result.rows[kind]:
         os.replace(segment, target)
@@ -252,6 +254,7 @@ def register_segment(con: duckdb.DuckDBPyConnection, result: BlockResult, kind: 
         con.execute(f"""COPY (SELECT * FROM read_parquet({sql_literal(segment)}) WHERE source_line IN
                               (SELECT line_no FROM block_fresh WHERE kind = '{kind}'))
                         TO {sql_literal(str(target))} ({SEGMENT_FORMAT})""")
+    owner_only(target)
     con.execute(f"""INSERT INTO raw.segments VALUES ('{table}', {sql_literal(f"{table}/{target.name}")},
                     {sql_literal(file_hash)}, {result.first_line:d}, {result.last_line:d}, {fresh:d}, now())""")
 

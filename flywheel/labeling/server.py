@@ -29,7 +29,7 @@ import httpx
 import psutil
 
 from flywheel.processes import alive
-from flywheel.settings import ARGILLA_WORKSPACE, Home
+from flywheel.settings import ARGILLA_WORKSPACE, Home, owner_only, private_folder
 
 SERVER_DIR = Path(__file__).parent / "argilla_local"
 REQUIREMENTS = SERVER_DIR / "requirements.txt"
@@ -97,7 +97,7 @@ class LocalArgilla:
             return Credentials(**json.loads(self.credentials_file.read_text()))
         if not create:
             return None
-        self.folder.mkdir(parents=True, exist_ok=True)
+        private_folder(self.folder)
         made = Credentials(username=OWNER, password=secrets.token_urlsafe(12), api_key=secrets.token_urlsafe(24),
                            workspace=ARGILLA_WORKSPACE, auth_secret=secrets.token_hex(32))
         # Created with 0600 from the start: never readable by others, not even for a moment.
@@ -168,8 +168,11 @@ class LocalArgilla:
             raise ArgillaServerError(f"port {self.port} on 127.0.0.1 is taken by another program; choose another "
                                      "with --port or FLYWHEEL_ARGILLA_PORT")
         self.install(say)
-        self.data.mkdir(parents=True, exist_ok=True)
-        (self.folder / "tmp").mkdir(exist_ok=True)
+        private_folder(self.folder)
+        private_folder(self.data)
+        for made in self.data.glob("argilla.db*"):  # made by an older flywheel with the default mode
+            owner_only(made)
+        private_folder(self.folder / "tmp")
         env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("ARGILLA_", "VIRTUAL_ENV", "PYTHON"))},
             "ARGILLA_HOME_PATH": str(self.data),
@@ -189,6 +192,7 @@ class LocalArgilla:
             [str(self.python), str(SERVER_DIR / "serve.py"), "--host", "127.0.0.1", "--port", str(self.port)],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=self.folder,
             start_new_session=True,  # survives the CLI that started it; stopped by `down`
+            umask=0o077,  # its database holds the users' API keys: owner-only files
         )
         log.close()
         state = ServerState(pid=process.pid, url=self.url(), log=str(self.log_file))
