@@ -65,13 +65,14 @@ def report_table(title: str, columns: tuple[str, ...], rows: list, identifiers: 
 def _print_reports(file_reports: list) -> None:
     """A line per file: what this run read and stored from it. Soft-wrapped: file names are never cut."""
     for row, report in zip(reports.file_rows(file_reports), file_reports, strict=True):
+        why = f" - [red]{report.error}[/]" if report.error else ""
         if not report.is_new:
-            console.print(f"{row['file']}: {row['outcome']}, nothing new", soft_wrap=True, highlight=False)
+            console.print(f"{row['file']}: {row['outcome']}, nothing new{why}", soft_wrap=True, highlight=False)
             continue
         console.print(f"{row['file']}: {row['outcome']} {row['lines_read']:,} lines ({row['format']}): "
                       f"{row['ingested']:,} stored, {row['quarantined']:,} quarantined, {row['duplicate']:,} "
                       f"duplicate, {row['blank']:,} blank" + ("" if report.reconciles else
-                                                              " [red]- the counts do not reconcile[/]"),
+                                                              " [red]- the counts do not reconcile[/]") + why,
                       soft_wrap=True, highlight=False)
     for report in file_reports:
         if not report.is_new:

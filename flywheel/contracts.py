@@ -9,7 +9,7 @@ DuckDB's own JSON reader. The JSON Schemas in `schemas/` are generated from thes
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -17,19 +17,47 @@ from msgspec import Meta
 
 SCHEMA_VERSION = "1"
 
+
+def _bounds() -> dict[str, Any]:
+    import yaml
+
+    from flywheel.settings import SCHEMAS_DIR
+
+    path = SCHEMAS_DIR / "plausibility.yaml"
+    bounds = yaml.safe_load(path.read_text(encoding="utf-8"))
+    known = {"latency_ms_max", "tokens_in_max", "tokens_out_max", "cost_usd_max", "timestamp_min",
+             "future_skew_minutes"}
+    if not isinstance(bounds, dict) or set(bounds) != known:
+        raise ValueError(f"{path}: expected exactly the keys {sorted(known)}")
+    return bounds
+
+
+BOUNDS = _bounds()
+TIMESTAMP_MIN = datetime.fromisoformat(BOUNDS["timestamp_min"].replace("Z", "+00:00"))
+FUTURE_SKEW = timedelta(minutes=BOUNDS["future_skew_minutes"])
+
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
 Id = Annotated[str, Meta(min_length=1, max_length=512)]
-NonNegativeFloat = Annotated[float, Meta(ge=0)]
 NonNegativeInt = Annotated[int, Meta(ge=0)]
+Latency = Annotated[float, Meta(ge=0, le=BOUNDS["latency_ms_max"])]
+TokensIn = Annotated[int, Meta(ge=0, le=BOUNDS["tokens_in_max"])]
+TokensOut = Annotated[int, Meta(ge=0, le=BOUNDS["tokens_out_max"])]
+Cost = Annotated[float, Meta(ge=0, le=BOUNDS["cost_usd_max"])]
 Content = str | list[dict[str, Any]] | None
 
 
 def _utc(value: datetime) -> datetime:
     # Naive timestamps are taken as UTC: logs from servers almost always are. msgspec gives UTC ones (Z,
     # +00:00) the UTC singleton: kept as they are, the common case costs no new object per event.
-    if value.tzinfo is UTC:
-        return value
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    if value.tzinfo is not UTC:
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    if value < TIMESTAMP_MIN:
+        raise ValueError(f"timestamp {value.isoformat()} is before {BOUNDS['timestamp_min']} "
+                         "(timestamp_min in schemas/plausibility.yaml)")
+    if value > datetime.now(UTC) + FUTURE_SKEW:
+        raise ValueError(f"timestamp {value.isoformat()} is more than {BOUNDS['future_skew_minutes']} minutes "
+                         "ahead of this machine's clock (future_skew_minutes in schemas/plausibility.yaml)")
+    return value
 
 
 class FunctionCall(msgspec.Struct, omit_defaults=True):
@@ -92,10 +120,10 @@ class InteractionEvent(msgspec.Struct, tag_field="kind", tag="interaction", forb
     tools: list[dict[str, Any]] | None = None
     response: Annotated[ResponseMessage, Meta(description="Absent when the call failed.")] | None = None
     params: SamplingParams | None = None
-    latency_ms: NonNegativeFloat | None = None
-    tokens_in: NonNegativeInt | None = None
-    tokens_out: NonNegativeInt | None = None
-    cost_usd: NonNegativeFloat | None = None
+    latency_ms: Latency | None = None
+    tokens_in: TokensIn | None = None
+    tokens_out: TokensOut | None = None
+    cost_usd: Cost | None = None
     status: Literal["ok", "error"] = "ok"
     error: str | None = None
     user_hash: Annotated[str, Meta(description="A hash of the end user's id, never the id.")] | None = None

@@ -12,7 +12,7 @@ from flywheel.days import day_watermarks
 from flywheel.ingest.loader import FileReport
 
 FILE_COLUMNS = ("file", "outcome", "format", "lines_read", "ingested", "quarantined", "duplicate", "blank",
-                "reconciles")
+                "reconciles", "error")
 
 
 def file_rows(reports: list[FileReport]) -> list[dict[str, Any]]:
@@ -24,7 +24,7 @@ def file_rows(reports: list[FileReport]) -> list[dict[str, Any]]:
         rows.append({"file": r.path, "outcome": r.outcome.replace("_", " "), "format": r.format,
                      "lines_read": r.lines_read if new else 0, "ingested": r.lines_ingested if new else 0,
                      "quarantined": r.lines_quarantined if new else 0, "duplicate": r.lines_duplicate if new else 0,
-                     "blank": r.lines_blank if new else 0, "reconciles": r.reconciles})
+                     "blank": r.lines_blank if new else 0, "reconciles": r.reconciles, "error": r.error or ""})
     return rows
 
 

@@ -190,7 +190,7 @@ def simulate(
                 continue
             line = orjson.dumps({k: v for k, v in event.items() if v is not None})
             if not failed and rng.random() < feedback_rate:
-                fb = _feedback(rng, app, event, good, ts)
+                fb = _feedback(rng, app, event, good, ts, end)
                 if rng.random() < 0.03:  # clock skew / a separate pipeline: feedback before its interaction
                     handle.write(fb[1] + b"\n")
                     counts["feedback_early"] += 1
@@ -253,9 +253,10 @@ def _interaction(rng: random.Random, i: int, ts: datetime, app: SimApp, text: st
     return event, good, failed
 
 
-def _feedback(rng: random.Random, app: SimApp, event: dict[str, Any], good: bool, ts: datetime
+def _feedback(rng: random.Random, app: SimApp, event: dict[str, Any], good: bool, ts: datetime, end: datetime
               ) -> tuple[datetime, bytes]:
-    arrival = ts + timedelta(seconds=rng.expovariate(1 / 1800))
+    # Feedback comes later, but not after the traffic's end ("now", by default): logs hold no future events.
+    arrival = min(ts + timedelta(seconds=rng.expovariate(1 / 1800)), max(ts, end))
     feedback: dict[str, Any] = {
         "kind": "feedback", "request_id": event["request_id"], "timestamp": arrival.isoformat(),
         "feedback_type": app.feedback, "source": "grader" if app.feedback == "task_success" else "user",

@@ -31,15 +31,19 @@ import duckdb
 import orjson
 
 from flywheel.ingest.formats import looks_like_openai_pair
-from flywheel.ingest.mapping import FieldMapping, load_mapping
+from flywheel.ingest.mapping import FieldMapping, MappingError, load_mapping
 from flywheel.ingest.raw_layer import (
+    FINAL,
     KINDS,
+    LedgerEntry,
     advance_ledger,
+    close_damaged,
     ensure_raw_layer,
     ledger_counts,
     ledger_entry,
     open_ledger,
     quarantined_lines,
+    record_failure,
     record_offer,
     refresh_view,
     register_segment,
@@ -54,11 +58,11 @@ from flywheel.ingest.rows import (
     quarantine_unreadable,
     read_block,
 )
-from flywheel.ingest.sources import container_of, content_hash, read_lines
+from flywheel.ingest.sources import DamagedInput, container_of, content_hash, is_gzip, read_lines
 from flywheel.ingest.validate import Block, BlockResult, BlockSpec, LineError, parse_line, start_worker
 from flywheel.processes import alive
 from flywheel.settings import private_folder
-from flywheel.warehouse import database_path, sql_literal, transaction
+from flywheel.warehouse import WarehouseBusyError, database_path, sql_literal, transaction
 
 # Big enough that DuckDB writes each block's rows straight to row groups; small enough to bound memory.
 DEFAULT_BATCH_LINES = 250_000
@@ -78,7 +82,7 @@ class FileReport:
     path: str
     file_hash: str
     format: str
-    outcome: str  # ingested | resumed | already_ingested | copy_of_ingested
+    outcome: str  # ingested | resumed | already_ingested | copy_of_ingested | partial | failed
     lines_read: int = 0
     lines_ingested: int = 0
     lines_quarantined: int = 0
@@ -89,11 +93,12 @@ class FileReport:
     seconds: float = 0.0
     size_bytes: int = 0
     quarantine_examples: list[str] = field(default_factory=list)
+    error: str | None = None  # partial, failed: why the file (or its rest) could not be read
 
     @property
     def is_new(self) -> bool:
         """Whether this run read the file (a first or resumed ingestion), not just recognised its content."""
-        return self.outcome in ("ingested", "resumed")
+        return self.new_lines > 0 or self.outcome in ("ingested", "resumed")
 
     @property
     def reconciles(self) -> bool:
@@ -280,13 +285,35 @@ def _ingest(con: duckdb.DuckDBPyConnection, path: Path, size: int, started: floa
             progress: ProgressFn | None, segments: bool) -> FileReport:
     file_hash = content_hash(path)
     mapping = mapping or mapping_beside(path)
-    fmt = detect_format(path, mapping) if format_name == "auto" or mapping else format_name
-
     ledger = ledger_entry(con, file_hash)
-    if ledger and ledger.status == "done":
-        outcome = "already_ingested" if ledger.first_path == str(path) else "copy_of_ingested"
-        record_offer(con, path, file_hash, outcome)
-        return _report(con, path, file_hash, outcome, 0, time.perf_counter() - started)
+    if ledger and ledger.status in FINAL:
+        outcome = ledger.status if ledger.status != "done" else (
+            "already_ingested" if ledger.first_path == str(path) else "copy_of_ingested")
+        record_offer(con, path, file_hash, outcome, ledger.error)
+        report = _report(con, path, file_hash, outcome, 0, time.perf_counter() - started)
+        report.error = ledger.error
+        return report
+    fmt = "unknown"
+    try:
+        fmt = detect_format(path, mapping) if format_name == "auto" or mapping else format_name
+        return _ingest_new(con, path, file_hash, size, fmt, ledger, started, executor, workers, threads,
+                           mapping=mapping, batch_lines=batch_lines, max_line_bytes=max_line_bytes,
+                           progress=progress, segments=segments)
+    except (WarehouseBusyError, MappingError, KeyboardInterrupt):
+        raise  # not the file's fault
+    except Exception as error:
+        reason = str(error) if isinstance(error, DamagedInput) else f"{type(error).__name__}: {error}"
+        reason = reason.strip().splitlines()[0][:500] if reason.strip() else type(error).__name__
+        status = record_failure(con, path, file_hash, size, fmt, reason)
+        report = _report(con, path, file_hash, "failed", 0, time.perf_counter() - started)
+        report.error = reason if status == "failed" else f"{reason} (the next run tries once more)"
+        return report
+
+
+def _ingest_new(con: duckdb.DuckDBPyConnection, path: Path, file_hash: str, size: int, fmt: str,
+                ledger: LedgerEntry | None, started: float, executor: Executor, workers: int, threads: int, *,
+                mapping: FieldMapping | None, batch_lines: int, max_line_bytes: int, progress: ProgressFn | None,
+                segments: bool) -> FileReport:
     outcome, skip = ("resumed", ledger.lines_done) if ledger else ("ingested", 0)
     workdir = _workdir(database_path(con))
     spec = BlockSpec(format=fmt, native_bytes=fmt == "native" and container_of(path) == "jsonl",
@@ -299,18 +326,35 @@ def _ingest(con: duckdb.DuckDBPyConnection, path: Path, size: int, started: floa
         record_offer(con, path, file_hash, outcome)
 
     try:
-        lines_done = _load_lines(con, path, file_hash, spec, skip, batch_lines, progress, workers, executor,
-                                 record_start, threads)
+        lines_done, damage = _load_lines(con, path, file_hash, spec, skip, batch_lines, progress, workers, executor,
+                                         record_start, threads)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
         with contextlib.suppress(OSError):  # the shared parent goes too once no run uses it
             workdir.parent.rmdir()
-    return _report(con, path, file_hash, outcome, lines_done - skip, time.perf_counter() - started)
+    error = None
+    if damage is not None:
+        outcome, error = close_damaged(con, path, file_hash, str(damage)), str(damage)
+    report = _report(con, path, file_hash, outcome, lines_done - skip, time.perf_counter() - started)
+    report.error = error
+    return report
 
 
 def _by_byte_ranges(path: Path) -> bool:
     """A plain file is cut by byte offsets, its lines read by the workers themselves."""
-    return path.name.lower().endswith((".jsonl", ".ndjson", ".json"))
+    return container_of(path) == "jsonl" and not is_gzip(path)
+
+
+class _Damage:
+    error: DamagedInput | None = None
+
+
+def _until_damaged(blocks: Iterator[Block], damage: _Damage) -> Iterator[Block]:
+    """The blocks up to where the file's container broke off (the damage is kept for the caller)."""
+    try:
+        yield from blocks
+    except DamagedInput as error:
+        damage.error = error
 
 
 def _blocks(path: Path, skip: int, block_lines: int, workers: int = 0) -> Iterator[Block]:
@@ -324,11 +368,16 @@ def _blocks(path: Path, skip: int, block_lines: int, workers: int = 0) -> Iterat
         return
     lines: list[bytes] = []
     first, size = skip + 1, next(sizes)
-    for line in read_lines(path, skip=skip):
-        lines.append(line.raw)
-        if len(lines) == size:
+    try:
+        for line in read_lines(path, skip=skip):
+            lines.append(line.raw)
+            if len(lines) == size:
+                yield Block(first, lines)
+                first, lines, size = first + size, [], next(sizes)
+    except DamagedInput:
+        if lines:  # the lines read before the damage are as good as any
             yield Block(first, lines)
-            first, lines, size = first + size, [], next(sizes)
+        raise
     if lines:
         yield Block(first, lines)
 
@@ -430,8 +479,9 @@ class _InlineExecutor(Executor):
 
 def _load_lines(con: duckdb.DuckDBPyConnection, path: Path, file_hash: str, spec: BlockSpec, skip: int,
                 block_lines: int, progress: ProgressFn | None, workers: int, executor: Executor,
-                record_start: Callable[[], None], threads: int) -> int:
-    """Validate blocks (in parallel where worth it) and commit them in file order; return the last line read.
+                record_start: Callable[[], None], threads: int) -> tuple[int, DamagedInput | None]:
+    """Validate blocks (in parallel where worth it) and commit them in file order; return the last line read,
+    and the damage that stopped the reading early, if any.
 
     `record_start` runs once the workers have their first blocks, before anything is committed. While the
     workers run, blocks are committed one at a time with one DuckDB thread; once the last block is validated,
@@ -460,7 +510,8 @@ def _load_lines(con: duckdb.DuckDBPyConnection, path: Path, file_hash: str, spec
             group.append(in_flight.popleft().result())
         return group
 
-    blocks = _blocks(path, skip, block_lines, workers)
+    damage = _Damage()
+    blocks = _until_damaged(_blocks(path, skip, block_lines, workers), damage)
     if not workers:
         ahead = 1  # inline, a block is validated when submitted
     elif _by_byte_ranges(path):
@@ -486,7 +537,7 @@ def _load_lines(con: duckdb.DuckDBPyConnection, path: Path, file_hash: str, spec
             commit(oldest(), finished=not in_flight)
     if not done:  # nothing (more) to read: mark the file done
         _commit_blocks(con, [BlockResult(last_line + 1, last_line)], str(path), file_hash, True)
-    return last_line
+    return last_line, damage.error
 
 
 def _report(con, path: Path, file_hash: str, outcome: str, new_lines: int, seconds: float) -> FileReport:

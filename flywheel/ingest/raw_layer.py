@@ -157,7 +157,7 @@ CREATE TABLE IF NOT EXISTS raw.ingest_ledger (
     first_path      VARCHAR NOT NULL,
     size_bytes      BIGINT NOT NULL,
     format          VARCHAR NOT NULL,
-    status          VARCHAR NOT NULL,       -- in_progress | done
+    status          VARCHAR NOT NULL,       -- in_progress | done | partial | failed
     lines_done      BIGINT NOT NULL,        -- lines committed so far; a resumed run skips them
     lines_ingested  BIGINT NOT NULL,
     lines_quarantined BIGINT NOT NULL,
@@ -165,7 +165,8 @@ CREATE TABLE IF NOT EXISTS raw.ingest_ledger (
     lines_blank     BIGINT NOT NULL,
     events_ingested BIGINT NOT NULL,
     started_at      TIMESTAMPTZ NOT NULL,
-    finished_at     TIMESTAMPTZ
+    finished_at     TIMESTAMPTZ,
+    error           VARCHAR                 -- partial, failed, or the last attempt's failure: why
 );
 
 -- Every path ever offered for ingestion, including renamed copies of known content.
@@ -173,7 +174,9 @@ CREATE TABLE IF NOT EXISTS raw.ingest_files (
     path            VARCHAR NOT NULL,
     file_hash       VARCHAR NOT NULL,
     outcome         VARCHAR NOT NULL,       -- ingested | resumed | already_ingested | copy_of_ingested
-    seen_at         TIMESTAMPTZ NOT NULL
+                                            -- | partial | failed
+    seen_at         TIMESTAMPTZ NOT NULL,
+    reason          VARCHAR                 -- partial, failed: why
 );
 """
 
@@ -197,6 +200,9 @@ def ensure_raw_layer(con: duckdb.DuckDBPyConnection) -> None:
                            AND schema_name = 'raw' AND table_name = '{table}'""").fetchall():
             con.execute(f"ALTER TABLE raw.{table} RENAME TO {table}_rows")
     con.execute(RAW_DDL)
+    # Warehouses made before files could end partial or failed: the columns that say why.
+    con.execute("ALTER TABLE raw.ingest_ledger ADD COLUMN IF NOT EXISTS error VARCHAR")
+    con.execute("ALTER TABLE raw.ingest_files ADD COLUMN IF NOT EXISTS reason VARCHAR")
     for table in EVENT_TABLES:
         refresh_view(con, table)
 
@@ -263,29 +269,76 @@ def register_segment(con: duckdb.DuckDBPyConnection, result: BlockResult, kind: 
 # bound parameter, about a second of the loading process's time (see the loader's commits).
 
 
+# A file's content ends done, partial (its container broke off: what came before is stored) or failed (nothing
+# could be read, or it failed the same way twice); none of them is read again.
+FINAL = ("done", "partial", "failed")
+
+
 @dataclass(frozen=True)
 class LedgerEntry:
-    status: str       # in_progress | done
+    status: str       # in_progress | done | partial | failed
     lines_done: int   # lines committed so far: a resumed run skips them
     first_path: str
+    error: str | None = None
 
 
 def ledger_entry(con: duckdb.DuckDBPyConnection, file_hash: str) -> LedgerEntry | None:
     """What the ledger knows of a file's content, if anything."""
-    rows = con.execute(f"SELECT status, lines_done, first_path FROM raw.ingest_ledger "
+    rows = con.execute(f"SELECT status, lines_done, first_path, error FROM raw.ingest_ledger "
                        f"WHERE file_hash = {sql_literal(file_hash)}").fetchall()
     return LedgerEntry(*rows[0]) if rows else None
 
 
 def open_ledger(con: duckdb.DuckDBPyConnection, path: Path, file_hash: str, size: int, fmt: str) -> None:
-    con.execute(f"""INSERT INTO raw.ingest_ledger VALUES ({sql_literal(file_hash)}, {sql_literal(str(path))},
-                    {size:d}, {sql_literal(fmt)}, 'in_progress', 0, 0, 0, 0, 0, 0, now(), NULL)""")
+    con.execute(f"""INSERT INTO raw.ingest_ledger (file_hash, first_path, size_bytes, format, status, lines_done,
+                        lines_ingested, lines_quarantined, lines_duplicate, lines_blank, events_ingested, started_at)
+                    VALUES ({sql_literal(file_hash)}, {sql_literal(str(path))}, {size:d}, {sql_literal(fmt)},
+                            'in_progress', 0, 0, 0, 0, 0, 0, now())""")
 
 
-def record_offer(con: duckdb.DuckDBPyConnection, path: Path, file_hash: str, outcome: str) -> None:
+def record_offer(con: duckdb.DuckDBPyConnection, path: Path, file_hash: str, outcome: str,
+                 reason: str | None = None) -> None:
     """Every path offered is recorded, renamed copies of known content included."""
-    con.execute(f"INSERT INTO raw.ingest_files VALUES ({sql_literal(str(path))}, {sql_literal(file_hash)}, "
-                f"{sql_literal(outcome)}, now())")
+    con.execute(f"""INSERT INTO raw.ingest_files (path, file_hash, outcome, seen_at, reason)
+                    VALUES ({sql_literal(str(path))}, {sql_literal(file_hash)}, {sql_literal(outcome)}, now(),
+                            {sql_literal(reason) if reason else "NULL"})""")
+
+
+def close_damaged(con: duckdb.DuckDBPyConnection, path: Path, file_hash: str, reason: str) -> str:
+    """A file whose container broke off: what was read stays; it ends partial (some lines) or failed (none).
+    Returns that status; the path's latest offer says the same."""
+    status = "partial" if ledger_entry(con, file_hash).lines_done else "failed"  # type: ignore[union-attr]
+    con.execute(f"""UPDATE raw.ingest_ledger SET status = '{status}', error = {sql_literal(reason)},
+                    finished_at = now() WHERE file_hash = {sql_literal(file_hash)}""")
+    _settle_offer(con, path, file_hash, status, reason)
+    return status
+
+
+def _settle_offer(con: duckdb.DuckDBPyConnection, path: Path, file_hash: str, outcome: str, reason: str) -> None:
+    """Give this attempt's offer of the path (recorded as it started) its outcome; record one if none was."""
+    where = f"path = {sql_literal(str(path))} AND file_hash = {sql_literal(file_hash)}"
+    latest = con.execute(f"""SELECT max(seen_at) FROM raw.ingest_files WHERE {where}
+                             AND outcome IN ('ingested', 'resumed') AND reason IS NULL""").fetchall()[0][0]
+    if latest is None:
+        record_offer(con, path, file_hash, outcome, reason)
+        return
+    con.execute(f"""UPDATE raw.ingest_files SET outcome = {sql_literal(outcome)}, reason = {sql_literal(reason)}
+                    WHERE {where} AND seen_at = '{latest.isoformat()}'::TIMESTAMPTZ""")
+
+
+def record_failure(con: duckdb.DuckDBPyConnection, path: Path, file_hash: str, size: int, fmt: str,
+                   reason: str) -> str:
+    """An attempt at a file that stopped on an error: kept in_progress to be resumed, unless the previous
+    attempt stopped on the same error, in which case the file is failed. Returns the status."""
+    entry = ledger_entry(con, file_hash)
+    if entry is None:
+        open_ledger(con, path, file_hash, size, fmt)
+    status = "failed" if entry is not None and entry.error == reason else "in_progress"
+    con.execute(f"""UPDATE raw.ingest_ledger SET status = '{status}', error = {sql_literal(reason)},
+                    finished_at = {"now()" if status == "failed" else "NULL"}
+                    WHERE file_hash = {sql_literal(file_hash)}""")
+    _settle_offer(con, path, file_hash, "failed", reason)
+    return status
 
 
 def advance_ledger(con: duckdb.DuckDBPyConnection, file_hash: str, lines_done: int, ingested: int, duplicate: int,
@@ -316,8 +369,9 @@ def quarantined_lines(con: duckdb.DuckDBPyConnection, file_hash: str, limit: int
 
 
 def handled_since_modified(con: duckdb.DuckDBPyConnection, modified: dict[str, float]) -> set[str]:
-    """Of these paths (absolute path -> modification time, seconds since the epoch), the ones fully ingested
-    (or known as copies) after they were last modified: offering them again would add nothing."""
+    """Of these paths (absolute path -> modification time, seconds since the epoch), the ones ingested to the
+    end, partly or not at all because they are damaged (or known as copies) after they were last modified:
+    offering them again would add nothing."""
     if not modified or not con.execute("SELECT 1 FROM duckdb_tables() WHERE schema_name = 'raw' "
                                        "AND table_name = 'ingest_files'").fetchall():
         return set()  # a warehouse with no ledger yet has taken nothing in
@@ -329,7 +383,8 @@ def handled_since_modified(con: duckdb.DuckDBPyConnection, modified: dict[str, f
         rows = con.execute("""
             SELECT o.path FROM offered_paths o
             JOIN raw.ingest_files f ON f.path = o.path AND epoch(f.seen_at) > o.mtime
-            JOIN raw.ingest_ledger l ON l.file_hash = f.file_hash AND l.status = 'done'""").fetchall()
+            JOIN raw.ingest_ledger l ON l.file_hash = f.file_hash AND l.status IN ('done', 'partial', 'failed')
+            """).fetchall()
     finally:
         con.unregister("offered_paths")
     return {row[0] for row in rows}

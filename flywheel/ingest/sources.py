@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,37 +39,62 @@ def content_hash(path: Path, chunk: int = 8 << 20) -> str:
     return digest.hexdigest(length=20)
 
 
+class DamagedInput(Exception):
+    """A file's container could not be read past its first `records` lines (or rows); those are good."""
+
+    def __init__(self, records: int, reason: str) -> None:
+        super().__init__(reason)
+        self.records = records
+
+
 def container_of(path: Path) -> str:
     return "parquet" if path.name.lower().endswith(PARQUET_SUFFIXES) else "jsonl"
 
 
+def is_gzip(path: Path) -> bool:
+    """Whether the file's bytes are gzip, whatever its name says (a plain file named .gz is read as plain)."""
+    with path.open("rb") as handle:
+        return handle.read(2) == b"\x1f\x8b"
+
+
 def read_lines(path: Path, skip: int = 0) -> Iterator[SourceLine]:
-    """Stream a file's records one at a time; memory stays bounded by the longest line (or row group)."""
+    """Stream a file's records one at a time; memory stays bounded by the longest line (or row group). A
+    damaged container (a truncated or corrupt gzip, a file that is not Parquet) raises DamagedInput once the
+    records before the damage are read."""
     if container_of(path) == "parquet":
         yield from _parquet_rows(path, skip)
         return
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
-    with opener(path, "rb") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if line_no <= skip:
-                continue
-            yield SourceLine(line_no, line.rstrip(b"\r\n"))
+    compressed = is_gzip(path)
+    line_no = 0
+    try:
+        with (gzip.open if compressed else open)(path, "rb") as handle:
+            for line_no, line in enumerate(handle, start=1):
+                if line_no <= skip:
+                    continue
+                yield SourceLine(line_no, line.rstrip(b"\r\n"))
+    except (EOFError, OSError, zlib.error) as error:  # gzip.BadGzipFile is an OSError
+        what = "the gzip stream" if compressed else "the file"
+        raise DamagedInput(line_no, f"{what} cannot be read after line {line_no:,}: {error}") from error
 
 
 def _parquet_rows(path: Path, skip: int) -> Iterator[SourceLine]:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     row_no = 0
-    parquet = pq.ParquetFile(path)
-    for batch in parquet.iter_batches(batch_size=10_000):
-        if row_no + batch.num_rows <= skip:
-            row_no += batch.num_rows
-            continue
-        for row in batch.to_pylist():
-            row_no += 1
-            if row_no <= skip:
+    try:
+        parquet = pq.ParquetFile(path)
+        for batch in parquet.iter_batches(batch_size=10_000):
+            if row_no + batch.num_rows <= skip:
+                row_no += batch.num_rows
                 continue
-            yield SourceLine(row_no, orjson.dumps(row, default=str))
+            for row in batch.to_pylist():
+                row_no += 1
+                if row_no <= skip:
+                    continue
+                yield SourceLine(row_no, orjson.dumps(row, default=str))
+    except (pa.ArrowException, OSError) as error:
+        raise DamagedInput(row_no, f"not readable as Parquet after row {row_no:,}: {error}") from error
 
 
 def discover(paths: list[Path]) -> list[Path]:

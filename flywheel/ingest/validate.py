@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import gc
 import os
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -143,6 +144,23 @@ def _adapter(spec: BlockSpec) -> Adapter:
     return adapter_for("native" if mapping else spec.format, mapping)
 
 
+_BOM = b"\xef\xbb\xbf"
+_BOUNDED = re.compile(r"<= .* - at `\$\.(latency_ms|tokens_in|tokens_out|cost_usd)`")
+_BOUND_NAMES = {"latency_ms": "latency_ms_max", "tokens_in": "tokens_in_max", "tokens_out": "tokens_out_max",
+                "cost_usd": "cost_usd_max"}
+
+
+def _line_offset(raw: bytes, error: UnicodeDecodeError) -> int:
+    """Where in the line a decoding error is: msgspec counts from the start of the string value it was in."""
+    if error.object is raw or bytes(error.object) == raw:
+        return error.start
+    try:  # the first byte of the line that is not UTF-8
+        raw.decode("utf-8")
+    except UnicodeDecodeError as whole:
+        return whole.start
+    return error.start
+
+
 def parse_line(raw: bytes, adapter: Adapter | None, max_line_bytes: int) -> Parsed:
     """Validate one line (adapter None: native JSON bytes); raise LineError naming the reason."""
     if len(raw) > max_line_bytes:
@@ -161,9 +179,13 @@ def parse_line(raw: bytes, adapter: Adapter | None, max_line_bytes: int) -> Pars
             raise LineError("the mapping produced no event from this record")
         return [(validate(event), orjson.dumps(event)) for event in events]
     except UnicodeDecodeError as error:
-        raise LineError(f"not valid UTF-8 at byte {error.start}") from error
+        raise LineError(f"not valid UTF-8 at byte {_line_offset(raw, error)} of the line") from error
+    except RecursionError as error:
+        raise LineError("JSON nested too deep to read (over about 1,000 levels)") from error
     except ValidationError as error:
-        raise LineError(f"contract: {error}") from error
+        bounded = _BOUNDED.search(str(error))
+        hint = f" (a plausibility bound: {_BOUND_NAMES[bounded[1]]} in schemas/plausibility.yaml)" if bounded else ""
+        raise LineError(f"contract: {error}{hint}") from error
     except (msgspec.DecodeError, orjson.JSONDecodeError) as error:
         raise LineError(f"invalid JSON: {error}") from error
 
@@ -211,7 +233,7 @@ def _validate_block(block: Block, spec: BlockSpec) -> BlockResult:
             if adapter is None and len(line) <= max_bytes:
                 try:
                     event = decode(line)
-                except (msgspec.DecodeError, UnicodeDecodeError):
+                except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
                     event = None  # told apart below: blank, or quarantined with its reason
                 if type(event) is InteractionEvent and line[0] == 123:
                     if interactions is None:
@@ -226,6 +248,8 @@ def _validate_block(block: Block, spec: BlockSpec) -> BlockResult:
                 parsed: Parsed = ((event, line),)
             else:
                 raw = bytes(line).rstrip(b"\r\n")
+                if line_no == 1 and raw.startswith(_BOM):  # written by some Windows tools; not part of the JSON
+                    raw = raw[len(_BOM):]
                 if not raw or raw.isspace():
                     result.blank_lines += 1
                     continue
