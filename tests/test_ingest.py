@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import shutil
 from pathlib import Path
 
@@ -288,6 +289,64 @@ def test_paths_keep_being_ingested_after_an_error_in_another(con, tmp_path: Path
     # A file whose every line is bad is still "ingested": its lines sit in quarantine.
     report = ingest_file(con, write_lines(tmp_path / "all-bad.jsonl", [b"{", b"}"]))
     assert (report.lines_quarantined, report.reconciles) == (2, True)
+
+
+def test_a_damaged_container_stores_what_it_can_and_the_files_after_it_go_on(tmp_path):
+    from tests.test_cli import run_cli
+
+    folder = tmp_path / "landing"
+    folder.mkdir()
+    packed = gzip.compress(b"".join(orjson.dumps(interaction(f"gz-{i}")) + b"\n" for i in range(3000)))
+    (folder / "a-truncated.jsonl.gz").write_bytes(packed[: len(packed) // 2])
+    (folder / "b-not.parquet").write_text("not parquet")
+    write_lines(folder / "c-plain-named.jsonl.gz", [interaction("plain-1")])
+    write_lines(folder / "d-fine.jsonl", [interaction("fine-1")])
+    for i, name in enumerate(["a-truncated.jsonl.gz", "b-not.parquet", "c-plain-named.jsonl.gz", "d-fine.jsonl"]):
+        os.utime(folder / name, (1_700_000_000 + i, 1_700_000_000 + i))  # offered in this order
+    done = run_cli("ingest", str(folder), home=tmp_path / "home")
+    assert "Traceback" not in done.stderr
+    out = " ".join(done.stderr.split())
+    assert "a-truncated.jsonl.gz: partial" in out and "the gzip stream cannot be read after line" in out
+    assert "b-not.parquet: failed" in out and "not readable as Parquet" in out
+    assert "c-plain-named.jsonl.gz: ingested 1 lines" in out and "d-fine.jsonl: ingested 1 lines" in out
+    again = " ".join(run_cli("ingest", str(folder), home=tmp_path / "home").stderr.split())
+    assert "a-truncated.jsonl.gz: partial, nothing new" in again  # damaged content is not read again
+    from flywheel import warehouse
+
+    with warehouse.session(Home(tmp_path / "home"), read_only=True) as con:
+        kept = con.execute("SELECT count(*) FROM raw.interactions WHERE request_id LIKE 'gz-%'").fetchall()[0][0]
+        ledger = dict(con.execute("SELECT status, count(*) FROM raw.ingest_ledger GROUP BY 1").fetchall())
+    assert 0 < kept < 3000 and ledger == {"partial": 1, "failed": 1, "done": 2}
+
+
+def test_a_file_that_fails_the_same_way_twice_is_failed_and_not_retried(con, tmp_path, monkeypatch):
+    from flywheel.ingest import loader
+
+    path = write_lines(tmp_path / "a.jsonl", [interaction("r1")])
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the disk is on fire")
+
+    monkeypatch.setattr(loader, "prepare_block", broken)
+    first = ingest_file(con, path)
+    assert first.outcome == "failed" and "the next run tries once more" in first.error
+    second = ingest_file(con, path)
+    assert second.outcome == "failed" and second.error == "RuntimeError: the disk is on fire"
+    monkeypatch.undo()
+    third = ingest_file(con, path)
+    assert (third.outcome, third.new_lines) == ("failed", 0) and "disk is on fire" in third.error
+    assert con.execute("SELECT status FROM raw.ingest_ledger").fetchall() == [("failed",)]
+
+
+def test_a_file_that_failed_once_for_a_passing_reason_is_resumed(con, tmp_path, monkeypatch):
+    from flywheel.ingest import loader
+
+    path = write_lines(tmp_path / "a.jsonl", [interaction("r1"), interaction("r2")])
+    monkeypatch.setattr(loader, "prepare_block", lambda *a, **k: (_ for _ in ()).throw(OSError("no space left")))
+    assert ingest_file(con, path).outcome == "failed"
+    monkeypatch.undo()
+    report = ingest_file(con, path)
+    assert report.outcome == "resumed" and report.lines_ingested == 2
 
 
 def test_parallel_blocks_keep_every_row_on_its_own_line(con, tmp_path):
