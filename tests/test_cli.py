@@ -96,7 +96,7 @@ def test_errors_are_clear_and_exit_non_zero(tmp_path):
     bad_sql = run_cli("sql", "SELECT * FROM raw.nope", home=tmp_path / "h", check=False)
     assert bad_sql.returncode == 2 and "Table with name nope does not exist" in bad_sql.stderr
     read_only = run_cli("sql", "DELETE FROM raw.ingest_ledger", home=tmp_path / "h", check=False)
-    assert read_only.returncode == 2 and "read-only" in read_only.stderr
+    assert read_only.returncode == 2 and "only queries that read" in read_only.stderr
 
 
 def _graphql(port: int, query: str) -> dict:

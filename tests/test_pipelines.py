@@ -209,20 +209,21 @@ def test_a_run_left_by_a_killed_process_is_failed_and_frees_its_slot(home, insta
     assert storage.claim_concurrency_slot("warehouse", "next-run", "step").is_claimed
 
 
-def test_error_expectations_block_downstream_models_and_report_failures(home, instance):
-    bad = interaction("slow", timestamp="2026-11-20T11:00:00Z", latency_ms=9_000_000.0)
-    write_lines(home.landing / "a.jsonl", [interaction("ok", timestamp="2026-11-20T10:00:00Z"), bad])
+def test_an_odd_row_is_reported_by_the_warn_check_and_blocks_nothing(home, instance):
+    odd = interaction("greeting-first", timestamp="2026-11-20T11:00:00Z",
+                      messages=[{"role": "assistant", "content": "Hi! How can I help?"},
+                                {"role": "user", "content": "?"}])
+    write_lines(home.landing / "a.jsonl", [interaction("ok", timestamp="2026-11-20T10:00:00Z"), odd])
     assert _materialize(instance).success
     result = _defs().resolve_job_def("build_job").execute_in_process(
         instance=instance, partition_key="2026-11-20", raise_on_error=False)
     checks = {(c.asset_key.to_user_string(), c.check_name): c for c in result.get_asset_check_evaluations()}
-    error = checks[("staging/stg_interactions", "expectations_error")]
-    assert not error.passed and error.metadata["failing_rows"].value == 1
-    assert "latency_ms" in error.metadata["failures"].value and "slow" in error.metadata["failures"].value
-    assert checks[("staging/stg_interactions", "expectations_warn")].passed
+    warn = checks[("staging/stg_interactions", "expectations_warn")]
+    assert not warn.passed and "message_order_valid" in warn.metadata["failures"].value
+    assert "greeting-first" in warn.metadata["failures"].value
+    assert checks[("staging/stg_interactions", "expectations_error")].passed
     materialized = {m.asset_key.to_user_string() for m in result.get_asset_materialization_events()}
-    assert "staging/stg_interactions" in materialized
-    assert "intermediate/int_interactions" not in materialized  # blocked by the failing ERROR check
+    assert {"staging/stg_interactions", "intermediate/int_interactions"} <= materialized
 
 
 def test_an_ingest_run_accepts_absolute_paths_outside_the_landing_folder(home, instance, tmp_path):
