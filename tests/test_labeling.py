@@ -24,18 +24,20 @@ def test_quotas_split_the_budget_exactly_by_weight():
         sampling.quotas(5, {"vibes": 1.0})
 
 
-def test_sampling_fills_the_budget_one_representative_per_cluster(warehouse_copy):
+def test_sampling_fills_the_budget_one_representative_per_cluster_but_control_draws_from_all(warehouse_copy):
     con = warehouse_copy
     report = sampling.sample_response_review(con, REVIEW, CONFIG["response_review"], budget=120)
     assert report.queued == 120 and set(report.queued_by_strategy) == set(sampling.STRATEGIES)
     assert all(n > 0 for n in report.queued_by_strategy.values()), report.queued_by_strategy
-    rows = con.execute("SELECT count(*), count(DISTINCT cluster_id), count(DISTINCT request_id) "
-                       "FROM labeling.queue").fetchone()
-    assert rows == (120, 120, 120)
-    not_representative = con.execute("""
-        SELECT count(*) FROM labeling.queue q JOIN intermediate.int_cluster_members m USING (request_id)
-        WHERE NOT m.is_representative""").fetchone()[0]
-    assert not_representative == 0
+    assert con.execute("SELECT count(DISTINCT request_id) FROM labeling.queue").fetchone()[0] == 120
+    others = con.execute("""
+        SELECT count(*), count(DISTINCT q.cluster_id), count(*) FILTER (WHERE NOT m.is_representative)
+        FROM labeling.queue q JOIN intermediate.int_cluster_members m USING (request_id)
+        WHERE q.strategy <> 'control'""").fetchone()
+    assert others[0] == others[1] and others[2] == 0  # one representative per cluster
+    control = con.execute("""SELECT count(*), min(inclusion_probability), max(inclusion_probability)
+                             FROM labeling.queue WHERE strategy = 'control'""").fetchone()
+    assert control[0] > 0 and 0 < control[1] <= control[2] <= 1
 
 
 def test_each_strategy_picks_what_it_promises(warehouse_copy):
@@ -51,13 +53,15 @@ def test_each_strategy_picks_what_it_promises(warehouse_copy):
     disagreement = picked.filter(picked["strategy"] == "model_disagreement").to_dicts()
     assert all(r["cluster_n_models"] >= 2 and r["cluster_feedback_spread"] > 0 for r in disagreement)
     assert all(r["newest"] for r in picked.filter(picked["strategy"] == "novelty").to_dicts())
-    # the judge's most uncertain: nothing left unpicked was closer to 0.5 than what it took
+    # the judge's most uncertain, among answers whose outcome is not known for sure: nothing left unpicked was
+    # closer to 0.5 than what it took, and nothing it took had a verified outcome
     distance = con.execute("""
         SELECT max(abs(c.judge_score - 0.5)) FILTER (WHERE q.strategy = 'judge_uncertainty'),
-               min(abs(c.judge_score - 0.5)) FILTER (WHERE q.request_id IS NULL)
+               min(abs(c.judge_score - 0.5)) FILTER (WHERE q.request_id IS NULL),
+               count(*) FILTER (WHERE q.strategy = 'judge_uncertainty' AND c.task_success IS NOT NULL)
         FROM intermediate.int_labeling_candidates c LEFT JOIN labeling.queue q USING (request_id)
-        WHERE c.is_representative""").fetchone()
-    assert distance[0] is not None and distance[0] <= distance[1]
+        WHERE c.is_representative AND (c.task_success IS NULL OR q.strategy = 'judge_uncertainty')""").fetchone()
+    assert distance[0] is not None and distance[0] <= distance[1] and distance[2] == 0
     control = picked.filter(picked["strategy"] == "control")
     strata = control.select(["app_id", "model"]).unique().height
     assert strata >= min(control.height, 10)  # spread over (app, model) strata, not the biggest one
@@ -68,7 +72,7 @@ def test_nothing_queued_or_labeled_is_queued_again(warehouse_copy):
     first = sampling.sample_response_review(con, REVIEW, CONFIG["response_review"], budget=80)
     second = sampling.sample_response_review(con, REVIEW, CONFIG["response_review"], budget=80)
     assert second.candidates == first.candidates - 80
-    assert con.execute("SELECT count(*), count(DISTINCT cluster_id) FROM labeling.queue").fetchone() == (160, 160)
+    assert con.execute("SELECT count(*), count(DISTINCT request_id) FROM labeling.queue").fetchone() == (160, 160)
     everything = sampling.sample_response_review(con, REVIEW, CONFIG["response_review"], budget=100_000)
     assert everything.queued == second.candidates - 80
     assert sampling.sample_response_review(con, REVIEW, CONFIG["response_review"], budget=50).queued == 0
@@ -95,7 +99,13 @@ def test_suggestions_come_from_feedback_or_the_judge_with_agent_and_score(wareho
     sampling.sample_response_review(con, REVIEW, CONFIG["response_review"], budget=150)
     records = [json.loads(r) for (r,) in con.execute("SELECT record FROM labeling.queue").fetchall()]
     verdicts = [s for r in records for s in r["suggestions"] if s["question"] == "verdict"]
-    assert len(verdicts) == 150 and {s["agent"] for s in verdicts} == {"user-feedback", "heuristic-judge"}
+    agents = {s["agent"] for s in verdicts}
+    assert len(verdicts) == 150 and "heuristic-judge" in agents and "user-feedback" not in agents
+    # the actual source and type of the signal: a grader's verdict is not a user's
+    known = {a for (agents_,) in con.execute("SELECT feedback_agents FROM intermediate.int_interactions "
+                                             "WHERE feedback_agents IS NOT NULL").fetchall() for a in agents_}
+    assert all(part in known for agent in agents - {"heuristic-judge"} for part in agent.split(", "))
+    assert {"grader/task_success", "user/thumbs"} <= {p for agent in agents for p in agent.split(", ")}
     assert all(s["value"] in {"good", "bad"} and 0 <= s["score"] <= 1 for s in verdicts)
     assert set(records[0]["metadata"]) <= set(REVIEW.metadata_names)
 
@@ -115,16 +125,20 @@ def test_review_records_carry_the_prompt_embedding_for_find_similar(warehouse_co
     assert all(similarity[i, j] > 0.999 for i, j in same_text)
 
 
-def test_pairs_are_two_models_of_one_cluster_never_queued_twice(warehouse_copy):
+def test_pairs_are_two_models_answering_the_same_conversation_spread_over_apps(warehouse_copy):
     con = warehouse_copy
     report = sampling.sample_pairwise(con, PAIRS, CONFIG["pairwise"], budget=30)
     assert report.queued == 30
     rows = con.execute("""
-        SELECT q.model, q.model_b, a.cluster_id = b.cluster_id AND a.cluster_id = q.cluster_id
+        SELECT q.model, q.model_b, a.cluster_id = q.cluster_id AND b.cluster_id = q.cluster_id,
+               a.conversation_hash = b.conversation_hash, q.app_id
         FROM labeling.queue q
-        JOIN intermediate.int_cluster_members a ON a.request_id = q.request_id
-        JOIN intermediate.int_cluster_members b ON b.request_id = q.request_id_b""").fetchall()
-    assert len(rows) == 30 and all(model != model_b and same for model, model_b, same in rows)
+        JOIN intermediate.int_labeling_candidates a ON a.request_id = q.request_id
+        JOIN intermediate.int_labeling_candidates b ON b.request_id = q.request_id_b""").fetchall()
+    assert len(rows) == 30 and all(model != model_b and same and prompt for model, model_b, same, prompt, _ in rows)
+    apps_with_pairs = con.execute("""SELECT count(DISTINCT app_id) FROM intermediate.int_labeling_candidates
+                                     WHERE cluster_n_models >= 2""").fetchone()[0]
+    assert len({app for *_, app in rows}) == apps_with_pairs
     again = sampling.sample_pairwise(con, PAIRS, CONFIG["pairwise"], budget=30)
     assert con.execute("SELECT count(DISTINCT cluster_id) FROM labeling.queue").fetchone()[0] == 30 + again.queued
 
@@ -165,3 +179,37 @@ def test_a_bad_settings_file_names_the_file_and_entry(tmp_path):
     (tmp_path / "pairwise.yaml").write_text("name: [\n")
     with pytest.raises(LabelingConfigError, match=r"pairwise\.yaml"):
         load_spec(PAIRWISE, tmp_path)
+
+
+def test_the_control_sample_estimates_each_models_mean_outcome_without_bias(tmp_path):
+    """On simulated traffic with known quality per model, the control sample's weighted estimate of each model's
+    mean feedback score falls within three standard errors of the population's."""
+    import math
+
+    from flywheel.settings import Home
+    from flywheel.simulate import simulate
+    from pipelines.launch import run_main_job
+
+    home = Home(tmp_path / "home").ensure()
+    simulate(home.landing / "sim.jsonl", 6_000, days=2, seed=3, malformed_rate=0)
+    assert run_main_job(home, labeling=False).success
+    from flywheel import warehouse
+
+    with warehouse.session(home) as con:
+        sampling.sample_response_review(con, REVIEW, {"budget": 900, "strategies": {"control": 1.0}, "seed": 1})
+        rows = con.execute("""
+            WITH population AS (
+                SELECT model, avg(feedback_score) AS mean, stddev_pop(feedback_score) AS sd, count(*) AS n
+                FROM intermediate.int_labeling_candidates WHERE feedback_score IS NOT NULL GROUP BY 1),
+            sample AS (
+                SELECT c.model, sum(c.feedback_score / q.inclusion_probability) / sum(1 / q.inclusion_probability)
+                           AS estimate, count(*) AS n
+                FROM labeling.queue q JOIN intermediate.int_labeling_candidates c USING (request_id)
+                WHERE q.strategy = 'control' AND c.feedback_score IS NOT NULL GROUP BY 1)
+            SELECT p.model, p.mean, p.sd, p.n, s.estimate, s.n FROM population p LEFT JOIN sample s USING (model)
+        """).fetchall()
+    assert len(rows) >= 5
+    for model, mean, sd, population, estimate, n in rows:
+        assert n and n >= 20, f"{model} was hardly sampled ({n})"  # no model left out
+        error = sd / math.sqrt(n) * math.sqrt(1 - n / population)
+        assert abs(estimate - mean) <= 3 * error + 1e-9, (model, mean, estimate, error)

@@ -9,6 +9,8 @@ SELECT
     bool_and(success) AS task_success,
     arg_max(correction, ts) FILTER (WHERE correction IS NOT NULL) AS correction,
     max(ts) AS last_feedback_at,
-    list_distinct(list(source)) AS feedback_sources
+    list_distinct(list(source)) AS feedback_sources,
+    -- who said it, and how: a suggestion in Argilla names its agent by these ("grader/task_success", ...)
+    list_sort(list_distinct(list(source || '/' || feedback_type))) AS feedback_agents
 FROM staging.stg_feedback
 GROUP BY request_id

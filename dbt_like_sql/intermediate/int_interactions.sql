@@ -13,6 +13,7 @@ SELECT
     f.rating_score,
     f.task_success,
     f.correction,
+    f.feedback_agents,
     f.last_feedback_at
 FROM staging.stg_interactions i
 LEFT JOIN intermediate.int_feedback_by_request f USING (request_id)

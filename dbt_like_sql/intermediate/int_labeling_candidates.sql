@@ -51,6 +51,8 @@ SELECT
     j.rating_score,
     j.task_success,
     j.correction,
+    j.feedback_agents,
+    md5(coalesce(j.conversation_text, '')) AS conversation_hash,
     j.thumbs_up > 0 AND j.thumbs_down > 0 AS feedback_conflict,
     j.cluster_id,
     j.cluster_size,

@@ -4,11 +4,15 @@ to `labeling.queue`; Argilla is not involved here (see `sync.push`).
 
 Strategies (order and weights in schemas/labeling/sampling.yaml):
     negative_feedback   thumbs down, low rating, failed task, or conflicting feedback on the same request
-    judge_uncertainty   the heuristic judge's P(good) closest to 0.5
+    judge_uncertainty   the heuristic judge's P(good) closest to 0.5, among answers whose outcome is not known
+                        for sure (no verified task outcome; a human label means it was queued already)
     model_disagreement  clusters whose models got the most different feedback
     novelty             clusters first seen on the latest day
-    control             stratified random sample, equal share per (app, model), hash-ordered with a seed:
-                        the unbiased basis for quality estimates
+    control             a uniform random sample of every interaction, whatever its cluster, stratified per
+                        (app, model) with an equal share each, hash-ordered with a seed; each pick's inclusion
+                        probability is stored (labeling.queue) so estimates can be weighted: the unbiased basis
+                        for quality estimates, and no model is left out by construction
+The other strategies take one representative per near-duplicate cluster.
 """
 
 from __future__ import annotations
@@ -28,12 +32,13 @@ CANDIDATES = "intermediate.int_labeling_candidates"
 
 # strategy -> (which candidates qualify, how they rank)
 STRATEGIES: dict[str, tuple[str, str]] = {
-    "negative_feedback": ("feedback_score < 0.5 OR feedback_conflict OR task_success = false",
+    "negative_feedback": ("representative AND (feedback_score < 0.5 OR feedback_conflict OR task_success = false)",
                           "feedback_conflict DESC, feedback_score ASC NULLS LAST, request_id"),
-    "judge_uncertainty": ("TRUE", "abs(judge_score - 0.5), request_id"),
-    "model_disagreement": ("cluster_n_models >= 2 AND cluster_feedback_spread > 0",
+    "judge_uncertainty": ("representative AND task_success IS NULL", "abs(judge_score - 0.5), request_id"),
+    "model_disagreement": ("representative AND cluster_n_models >= 2 AND cluster_feedback_spread > 0",
                            "cluster_feedback_spread DESC, cluster_size DESC, request_id"),
-    "novelty": ("cluster_first_date = (SELECT max(event_date) FROM _fw_pool)", "cluster_size DESC, request_id"),
+    "novelty": ("representative AND cluster_first_date = (SELECT max(event_date) FROM _fw_pool)",
+                "cluster_size DESC, request_id"),
     "control": ("TRUE", "stratum_rank, sample_hash"),
 }
 
@@ -65,18 +70,21 @@ def quotas(budget: int, weights: dict[str, float]) -> dict[str, int]:
 
 
 def _pool(con: duckdb.DuckDBPyConnection, kind: str, seed: int) -> int:
-    """Cluster representatives whose cluster was never queued for this kind of dataset."""
+    """Every interaction never queued for this kind of dataset; `representative` marks the cluster
+    representatives whose cluster was never queued (what the strategies other than control draw from)."""
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _fw_pool AS
         SELECT c.*,
+               c.is_representative
+                   AND NOT EXISTS (SELECT 1 FROM labeling.queue q WHERE q.kind = $kind AND q.cluster_id = c.cluster_id)
+                   AS representative,
                md5(c.request_id || ':' || $seed) AS sample_hash,  -- md5: the same sample in every DuckDB version
                row_number() OVER (PARTITION BY c.app_id, c.model ORDER BY md5(c.request_id || ':' || $seed))
-                   AS stratum_rank
+                   AS stratum_rank,
+               count(*) OVER (PARTITION BY c.app_id, c.model) AS stratum_size
         FROM {CANDIDATES} c
-        WHERE c.is_representative
-          AND NOT EXISTS (SELECT 1 FROM labeling.queue q WHERE q.kind = $kind AND q.cluster_id = c.cluster_id)
-          -- and by request: a queued request's cluster may since have merged into one with another id
-          AND NOT EXISTS (SELECT 1 FROM labeling.queue q WHERE q.request_id = c.request_id AND q.kind = $kind)
+        -- by request: a queued request's cluster may since have merged into one with another id
+        WHERE NOT EXISTS (SELECT 1 FROM labeling.queue q WHERE q.request_id = c.request_id AND q.kind = $kind)
     """, {"seed": str(seed), "kind": kind})
     con.execute("CREATE OR REPLACE TEMP TABLE _fw_picked (request_id VARCHAR, strategy VARCHAR, pick INTEGER)")
     return con.execute("SELECT count(*) FROM _fw_pool").fetchone()[0]
@@ -104,7 +112,11 @@ def sample_response_review(con: duckdb.DuckDBPyConnection, spec: DatasetSpec, co
         report.queued_by_strategy[strategy] = got
         carry = wanted - got  # budget a strategy cannot use passes on
     rows = con.execute("""
-        SELECT p.strategy, c.* EXCLUDE (sample_hash, stratum_rank)
+        SELECT p.strategy, c.* EXCLUDE (sample_hash, stratum_rank, stratum_size),
+               -- the chance this interaction had to be in the control sample: picks / size of its stratum
+               CASE WHEN p.strategy = 'control'
+                    THEN count(*) FILTER (WHERE p.strategy = 'control') OVER (PARTITION BY c.app_id, c.model)
+                         / c.stratum_size END AS inclusion_probability
         FROM _fw_picked p JOIN _fw_pool c USING (request_id) ORDER BY p.pick
     """).pl().to_dicts()
     vectors = _prompt_vectors(spec, rows)
@@ -127,7 +139,9 @@ def _prompt_vectors(spec: DatasetSpec, rows: list[dict[str, Any]]) -> list[list[
 
 def sample_pairwise(con: duckdb.DuckDBPyConnection, spec: DatasetSpec, config: dict[str, Any],
                     budget: int | None = None) -> SampleReport:
-    """Queue pairs of two models' answers from the same near-duplicate cluster, most contrasting first."""
+    """Queue pairs of two models' answers to the same conversation (the same prompt, not merely a near-duplicate:
+    an annotator sees one question, and both answers must answer it), most contrasting first, the budget spread
+    over apps in turn."""
     ensure_labeling_tables(con)
     budget = int(config.get("budget", 50) if budget is None else budget)
     min_models = int(config.get("min_models", 2))
@@ -139,7 +153,7 @@ def sample_pairwise(con: duckdb.DuckDBPyConnection, spec: DatasetSpec, config: d
     rows = con.execute(f"""
         WITH members AS (
             SELECT c.*,
-                   row_number() OVER (PARTITION BY cluster_id
+                   row_number() OVER (PARTITION BY cluster_id, conversation_hash
                                       ORDER BY coalesce(feedback_score, -1) DESC, judge_score DESC, request_id) AS best
             FROM {CANDIDATES} c
             WHERE cluster_n_models >= {min_models} AND status = 'ok'
@@ -148,17 +162,25 @@ def sample_pairwise(con: duckdb.DuckDBPyConnection, spec: DatasetSpec, config: d
         ),
         a AS (SELECT * FROM members WHERE best = 1),
         b AS (
-            SELECT m.*, row_number() OVER (PARTITION BY m.cluster_id
+            SELECT m.*, row_number() OVER (PARTITION BY m.cluster_id, m.conversation_hash
                                            ORDER BY coalesce(m.feedback_score, 2), m.judge_score, m.request_id)
                        AS worst
-            FROM members m JOIN a ON m.cluster_id = a.cluster_id AND m.model <> a.model
+            FROM members m JOIN a ON m.cluster_id = a.cluster_id AND m.conversation_hash = a.conversation_hash
+                                 AND m.model <> a.model
+        ),
+        pairs AS (
+            SELECT a.cluster_id, a.cluster_size, a.app_id, a.messages,
+                   a.request_id AS request_id_1, a.model AS model_1, a.response_text AS response_1,
+                   b.request_id AS request_id_2, b.model AS model_2, b.response_text AS response_2,
+                   coalesce(a.feedback_score, 0.5) - coalesce(b.feedback_score, 0.5) AS contrast
+            FROM a JOIN b ON a.cluster_id = b.cluster_id AND a.conversation_hash = b.conversation_hash
+                         AND b.worst = 1
+            QUALIFY row_number() OVER (PARTITION BY a.cluster_id ORDER BY contrast DESC, a.request_id) = 1
         )
-        SELECT a.cluster_id, a.cluster_size, a.app_id, a.messages,
-               a.request_id AS request_id_1, a.model AS model_1, a.response_text AS response_1,
-               b.request_id AS request_id_2, b.model AS model_2, b.response_text AS response_2,
-               coalesce(a.feedback_score, 0.5) - coalesce(b.feedback_score, 0.5) AS contrast
-        FROM a JOIN b ON a.cluster_id = b.cluster_id AND b.worst = 1
-        ORDER BY contrast DESC, a.cluster_size DESC, a.cluster_id
+        SELECT * FROM pairs
+        -- the most contrasting pair of each app, then each app's second, ...: every app gets its share
+        ORDER BY row_number() OVER (PARTITION BY app_id ORDER BY contrast DESC, cluster_size DESC, cluster_id),
+                 contrast DESC, cluster_id
         LIMIT {budget}
     """).pl().to_dicts()
     _append(con, spec, [pair_record(row) for row in rows])
@@ -171,11 +193,11 @@ def _append(con: duckdb.DuckDBPyConnection, spec: DatasetSpec, items: list[dict[
     now = datetime.now(UTC)
     con.executemany(
         "INSERT INTO labeling.queue (record_id, dataset, kind, request_id, request_id_b, cluster_id, app_id, model, "
-        "model_b, strategy, round, parent_record_id, record, queued_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
-        "ON CONFLICT DO NOTHING",
+        "model_b, strategy, round, parent_record_id, record, queued_at, inclusion_probability) "
+        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
         [[i["record"]["id"], spec.name, spec.kind, i["request_id"], i.get("request_id_b"), i["cluster_id"],
           i.get("app_id"), i.get("model"), i.get("model_b"), i["strategy"], i.get("round", 1),
-          i.get("parent_record_id"), json.dumps(i["record"]), now] for i in items],
+          i.get("parent_record_id"), json.dumps(i["record"]), now, i.get("inclusion_probability")] for i in items],
     )
 
 
@@ -209,9 +231,11 @@ def _response_text(row: dict[str, Any]) -> str:
 def review_record(row: dict[str, Any], spec: DatasetSpec, vector: list[float] | None = None) -> dict[str, Any]:
     """One response-review record (id, fields, metadata, suggestions, vectors) from a candidate row."""
     suggestions = []
+    # The agent names where a signal came from: the feedback's sources and types ("grader/task_success").
+    agent = ", ".join(row.get("feedback_agents") or []) or "feedback"
     if row.get("feedback_score") is not None:
         good = row["feedback_score"] >= 0.5
-        suggestions.append({"question": "verdict", "value": "good" if good else "bad", "agent": "user-feedback",
+        suggestions.append({"question": "verdict", "value": "good" if good else "bad", "agent": agent,
                             "score": round(abs(row["feedback_score"] - 0.5) * 2, 3)})
     else:
         p_good = float(row["judge_score"])
@@ -219,12 +243,12 @@ def review_record(row: dict[str, Any], spec: DatasetSpec, vector: list[float] | 
                             "agent": "heuristic-judge", "score": round(max(p_good, 1 - p_good), 3)})
     if row.get("rating_score") is not None:
         suggestions.append({"question": "quality", "value": round(1 + 4 * row["rating_score"]),
-                            "agent": "user-feedback", "score": 1.0})
+                            "agent": agent, "score": 1.0})
     if row.get("judge_issues"):
         suggestions.append({"question": "issues", "value": list(row["judge_issues"]), "agent": "heuristic-judge",
                             "score": [0.6] * len(row["judge_issues"])})
     if row.get("correction"):
-        suggestions.append({"question": "correction", "value": row["correction"], "agent": "user-feedback",
+        suggestions.append({"question": "correction", "value": row["correction"], "agent": agent,
                             "score": 1.0})
     metadata = {
         "model": row.get("model"),
@@ -245,7 +269,8 @@ def review_record(row: dict[str, Any], spec: DatasetSpec, vector: list[float] | 
         "vectors": {"prompt_embedding": vector} if vector is not None else {},
     }
     return {"record": record, "request_id": row["request_id"], "cluster_id": row["cluster_id"],
-            "app_id": row.get("app_id"), "model": row.get("model"), "strategy": row["strategy"]}
+            "app_id": row.get("app_id"), "model": row.get("model"), "strategy": row["strategy"],
+            "inclusion_probability": row.get("inclusion_probability")}
 
 
 def pair_record(row: dict[str, Any]) -> dict[str, Any]:

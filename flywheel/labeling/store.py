@@ -29,7 +29,8 @@ CREATE TABLE IF NOT EXISTS labeling.queue (
     parent_record_id VARCHAR,                -- a later round of the same item, after low agreement
     record           JSON NOT NULL,          -- fields, metadata and suggestions as sent to Argilla
     queued_at        TIMESTAMPTZ NOT NULL,
-    pushed_at        TIMESTAMPTZ
+    pushed_at        TIMESTAMPTZ,
+    inclusion_probability DOUBLE             -- control: the chance to be sampled in its (app, model) stratum
 );
 CREATE TABLE IF NOT EXISTS labeling.labels (
     record_id        VARCHAR NOT NULL,
@@ -72,6 +73,8 @@ CREATE TABLE IF NOT EXISTS labeling.record_agreement (
 
 def ensure_labeling_tables(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(LABELING_DDL)
+    # queues made before control picks carried their inclusion probability
+    con.execute("ALTER TABLE labeling.queue ADD COLUMN IF NOT EXISTS inclusion_probability DOUBLE")
 
 
 def records_pushed(con: duckdb.DuckDBPyConnection) -> int:
