@@ -74,13 +74,21 @@ def _print_reports(file_reports: list) -> None:
                       f"duplicate, {row['blank']:,} blank" + ("" if report.reconciles else
                                                               " [red]- the counts do not reconcile[/]") + why,
                       soft_wrap=True, highlight=False)
+    for warning in dict.fromkeys(w for report in file_reports if report.is_new for w in report.warnings):
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     for report in file_reports:
         if not report.is_new:
             continue  # a file known before: its quarantined lines were named when it was ingested
         for example in report.quarantine_examples[:3]:
             console.print(f"[yellow]quarantined[/] {example}", highlight=False, soft_wrap=True)
-        if report.lines_quarantined > len(report.quarantine_examples[:3]):
-            console.print(f"  … {report.lines_quarantined} quarantined lines in all: "
+        if report.resolved:
+            console.print(f"[green]resolved[/] {report.resolved:,} quarantine rows of an earlier reading of "
+                          f"{report.path} (with another mapping)", highlight=False, soft_wrap=True)
+        if report.quarantine_rows > report.lines_quarantined:
+            console.print(f"  ({report.quarantine_rows - report.lines_quarantined:,} of the stored lines had an "
+                          "event that failed: the line's other events are stored)", highlight=False)
+        if report.quarantine_rows > len(report.quarantine_examples[:3]):
+            console.print(f"  … {report.quarantine_rows:,} quarantine rows in all: "
                           f"flywheel sql \"SELECT * FROM raw.quarantine WHERE file_hash = '{report.file_hash}'\"")
 
 

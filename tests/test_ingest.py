@@ -232,11 +232,74 @@ events:
     ])
     report = ingest_file(con, path)
     assert report.format == "mapping:vendor"
-    assert (report.lines_ingested, report.lines_quarantined) == (2, 1)
-    assert "rating 9.0 is outside 0..5.0" in con.execute("SELECT reason FROM raw.quarantine").fetchall()[0][0]
+    # v3's interaction is kept; only its feedback (a rating off its scale) is quarantined, and named
+    assert (report.lines_ingested, report.lines_quarantined, report.quarantine_rows) == (3, 0, 1)
+    reason = con.execute("SELECT reason FROM raw.quarantine").fetchall()[0][0]
+    assert reason.startswith("feedback event (events[1] of mapping vendor)")
+    assert "rating 9.0 is outside 0..5.0" in reason
     assert con.execute("SELECT model FROM raw.interactions ORDER BY request_id").fetchall() == [
-        ("unknown-model",), ("gpt-4o",)]
+        ("unknown-model",), ("gpt-4o",), ("unknown-model",)]
     assert count(con, "feedback", "rating = 5") == 1
+
+
+MAPPED = """name: demo
+events:
+  - kind: interaction
+    fields: {request_id: id, timestamp: ts, app_id: {const: demo}, model: model,
+             messages: "[{role: 'user', content: prompt}]", response: "{role: 'assistant', content: answer}"}
+  - kind: feedback
+    fields: {request_id: id, timestamp: ts, feedback_type: {const: rating}, source: {const: judge},
+             rating: %s, rating_scale: {const: 5}}
+"""
+
+
+def _export(tmp_path: Path) -> Path:
+    rows = [{"id": f"q{i}", "ts": "2026-11-20T10:00:00Z", "model": "m", "prompt": f"question {i}",
+             "answer": f"answer {i}", "score": 4} for i in range(6)]
+    return write_lines(tmp_path / "export.jsonl", rows)
+
+
+def test_each_event_of_a_mapped_line_stands_on_its_own_and_a_failure_names_its_event(con, tmp_path):
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(MAPPED % "answer")  # a rating from a text: every feedback event fails
+    report = ingest_file(con, _export(tmp_path), mapping=load_mapping(broken))
+    assert report.reconciles and (report.lines_ingested, report.lines_quarantined) == (6, 0)
+    assert count(con, "interactions") == 6 and count(con, "feedback") == 0  # the interactions are kept
+    reasons = {r for (r,) in con.execute("SELECT reason FROM raw.quarantine").fetchall()}
+    assert reasons == {"feedback event (events[1] of mapping demo): contract: Expected `float | null`, "
+                       "got `str` - at `$.rating`"}
+
+
+def test_a_fixed_mapping_reads_the_file_again_once_and_resolves_what_it_quarantined(con, tmp_path):
+    (tmp_path / "broken.yaml").write_text(MAPPED % "answer")
+    (tmp_path / "fixed.yaml").write_text(MAPPED % "score")
+    export = _export(tmp_path)
+    ingest_file(con, export, mapping=load_mapping(tmp_path / "broken.yaml"))
+    fixed = ingest_file(con, export, mapping=load_mapping(tmp_path / "fixed.yaml"))
+    assert fixed.outcome == "ingested" and fixed.resolved == 6
+    assert (count(con, "interactions"), count(con, "feedback")) == (6, 6)  # nothing twice
+    assert con.execute("SELECT count(*) FILTER (WHERE resolved_at IS NULL) FROM raw.quarantine").fetchone() == (0,)
+    again = ingest_file(con, export, mapping=load_mapping(tmp_path / "fixed.yaml"))
+    assert again.outcome == "already_ingested"
+
+
+def test_a_rating_without_its_scale_warns(tmp_path):
+    mapping = tmp_path / "m.yaml"
+    mapping.write_text((MAPPED % "score").replace(", rating_scale: {const: 5}", ""))
+    assert any("rating_scale" in w for w in load_mapping(mapping).warnings)
+    mapping.write_text(MAPPED % "score")
+    assert load_mapping(mapping).warnings == ()
+
+
+def test_the_judge_preference_example_mapping_rates_winner_loser_and_ties(con, tmp_path):
+    comparison = {"id": "c1", "ts": "2026-11-20T10:00:00Z", "prompt": "Hi", "a": {"model": "x", "answer": "Hello"},
+                  "b": {"model": "y", "answer": "Hey"}, "judge": "llm-judge"}
+    lines = [comparison | {"winner": "a"}, comparison | {"id": "c2", "winner": "b"},
+             comparison | {"id": "c3", "winner": "tie"}]
+    ingest_file(con, write_lines(tmp_path / "cmp.jsonl", lines),
+                mapping=load_mapping(SCHEMAS_DIR / "mappings" / "judge_preference.yaml"))
+    ratings = dict(con.execute("SELECT request_id, rating / rating_scale FROM raw.feedback").fetchall())
+    assert ratings == {"c1-a": 1, "c1-b": 0, "c2-a": 0, "c2-b": 1, "c3-a": 0.5, "c3-b": 0.5}
 
 
 def test_a_broken_mapping_names_the_file_and_field(tmp_path):

@@ -48,6 +48,7 @@ from flywheel.ingest.raw_layer import (
     refresh_view,
     register_segment,
     remove_unregistered_segments,
+    resolve_quarantine,
     segments_folder,
 )
 from flywheel.ingest.rows import (
@@ -94,6 +95,9 @@ class FileReport:
     size_bytes: int = 0
     quarantine_examples: list[str] = field(default_factory=list)
     error: str | None = None  # partial, failed: why the file (or its rest) could not be read
+    quarantine_rows: int = 0  # rows in raw.quarantine: the lines quarantined, and failed events of stored lines
+    warnings: list[str] = field(default_factory=list)  # about how the file was read (its mapping)
+    resolved: int = 0  # quarantine rows of an earlier reading of this content that this one resolved
 
     @property
     def is_new(self) -> bool:
@@ -162,6 +166,7 @@ def _commit_blocks(con: duckdb.DuckDBPyConnection, results: list[BlockResult], s
             widest = max(result.widest_quarantine_row for result in results)
             con.execute(f"""
                 INSERT INTO raw.quarantine
+                    (source_file, file_hash, line_no, reason, raw_text, raw_bytes, quarantined_at)
                 SELECT {sql_literal(source_file)}, {digest}, line_no, reason, raw_text, from_base64(raw_base64), now()
                 FROM {read_block(quarantined, QUARANTINE_COLUMNS, widest)}
             """)
@@ -283,8 +288,10 @@ def _executor(workers: int) -> Executor:
 def _ingest(con: duckdb.DuckDBPyConnection, path: Path, size: int, started: float, executor: Executor, workers: int,
             threads: int, *, mapping: FieldMapping | None, format_name: str, batch_lines: int, max_line_bytes: int,
             progress: ProgressFn | None, segments: bool) -> FileReport:
-    file_hash = content_hash(path)
     mapping = mapping or mapping_beside(path)
+    # A mapped file is known by its content and its mapping: read again with a fixed mapping, its lines are
+    # re-done (events already stored stay once: they are keyed), and quarantined lines it now takes are resolved.
+    file_hash = content_hash(path) + (f".m{mapping.digest}" if mapping else "")
     ledger = ledger_entry(con, file_hash)
     if ledger and ledger.status in FINAL:
         outcome = ledger.status if ledger.status != "done" else (
@@ -335,8 +342,11 @@ def _ingest_new(con: duckdb.DuckDBPyConnection, path: Path, file_hash: str, size
     error = None
     if damage is not None:
         outcome, error = close_damaged(con, path, file_hash, str(damage)), str(damage)
+    resolved = resolve_quarantine(con, file_hash)
     report = _report(con, path, file_hash, outcome, lines_done - skip, time.perf_counter() - started)
     report.error = error
+    report.warnings = list(mapping.warnings) if mapping else []
+    report.resolved = resolved
     return report
 
 
@@ -543,5 +553,7 @@ def _load_lines(con: duckdb.DuckDBPyConnection, path: Path, file_hash: str, spec
 def _report(con, path: Path, file_hash: str, outcome: str, new_lines: int, seconds: float) -> FileReport:
     (fmt, size, done, ingested, quarantined, duplicate, blank, events) = ledger_counts(con, file_hash)
     examples = [f"{path}:{line_no}: {reason}" for line_no, reason in quarantined_lines(con, file_hash)]
+    rows = con.execute(f"SELECT count(*) FROM raw.quarantine WHERE file_hash = {sql_literal(file_hash)}"
+                       ).fetchall()[0][0]
     return FileReport(str(path), file_hash, fmt, outcome, done, ingested, quarantined, duplicate, blank, events,
-                      new_lines, seconds, size, examples)
+                      new_lines, seconds, size, examples, quarantine_rows=rows)

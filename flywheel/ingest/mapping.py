@@ -9,6 +9,7 @@ An event may carry `when: expr`, and is emitted only where that expression is tr
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,9 @@ from jmespath.exceptions import JMESPathError
 from flywheel.contracts import CONTRACTS, field_names
 
 _MISSING = object()
+ENTRY_KEY = "_fw_entry"  # which of the mapping's events made an event (taken off before validation)
+# Fields whose absence changes what another field means: a rating without its scale is read as out of 5.
+_MEANING_DEFAULTS = {("feedback", "rating"): ("rating_scale", "a rating without `rating_scale` is read as out of 5")}
 
 
 class MappingError(ValueError):
@@ -64,9 +68,17 @@ class FieldMapping:
     name: str
     source: Path
     events: tuple[_EventMapping, ...]
+    digest: str = ""  # of the file's text: part of a mapped input's identity, so a fixed mapping re-reads it
+    warnings: tuple[str, ...] = ()
 
     def apply(self, record: dict[str, Any]) -> list[dict[str, Any]]:
-        return [event for mapping in self.events if (event := mapping.apply(record)) is not None]
+        made = []
+        for index, mapping in enumerate(self.events):
+            event = mapping.apply(record)
+            if event is not None:
+                event[ENTRY_KEY] = f"{mapping.kind} event (events[{index}] of mapping {self.name})"
+                made.append(event)
+        return made
 
 
 def _compile(expression: str, where: str) -> Any:
@@ -96,7 +108,7 @@ def load_mapping(path: Path) -> FieldMapping:
         raise MappingError(f"{path}: cannot read mapping: {error}") from error
     if not isinstance(document, dict) or not isinstance(document.get("events"), list):
         raise MappingError(f"{path}: a mapping needs a list under 'events'")
-    events = []
+    events, warnings = [], []
     for index, event in enumerate(document["events"]):
         where = f"{path}: events[{index}]"
         kind = event.get("kind") if isinstance(event, dict) else None
@@ -110,4 +122,10 @@ def load_mapping(path: Path) -> FieldMapping:
             fields.append(_field(name, spec, f"{where}.fields.{name}"))
         when = _compile(event["when"], f"{where}.when") if event.get("when") else None
         events.append(_EventMapping(kind, tuple(fields), when))
-    return FieldMapping(document.get("name", path.stem), path, tuple(events))
+        mapped = {f.name for f in fields}
+        for (of_kind, name), (needed, why) in _MEANING_DEFAULTS.items():
+            if kind == of_kind and name in mapped and needed not in mapped:
+                warnings.append(f"{where}.fields: {why}; map `{needed}` if your scale differs")
+    text = path.read_bytes()
+    return FieldMapping(document.get("name", path.stem), path, tuple(events),
+                        hashlib.sha256(text).hexdigest()[:12], tuple(warnings))

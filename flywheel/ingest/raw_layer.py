@@ -148,7 +148,9 @@ CREATE TABLE IF NOT EXISTS raw.quarantine (
     reason          VARCHAR NOT NULL,
     raw_text        VARCHAR,
     raw_bytes       BLOB,
-    quarantined_at  TIMESTAMPTZ NOT NULL
+    quarantined_at  TIMESTAMPTZ NOT NULL,
+    resolved_at     TIMESTAMPTZ,            -- a later reading of the same content (a fixed mapping) took it
+    resolved_by     VARCHAR                 -- that reading's file_hash
 );
 
 -- One row per distinct file content: what makes ingestion exactly-once and resumable.
@@ -203,6 +205,8 @@ def ensure_raw_layer(con: duckdb.DuckDBPyConnection) -> None:
     # Warehouses made before files could end partial or failed: the columns that say why.
     con.execute("ALTER TABLE raw.ingest_ledger ADD COLUMN IF NOT EXISTS error VARCHAR")
     con.execute("ALTER TABLE raw.ingest_files ADD COLUMN IF NOT EXISTS reason VARCHAR")
+    con.execute("ALTER TABLE raw.quarantine ADD COLUMN IF NOT EXISTS resolved_at TIMESTAMPTZ")
+    con.execute("ALTER TABLE raw.quarantine ADD COLUMN IF NOT EXISTS resolved_by VARCHAR")
     for table in EVENT_TABLES:
         refresh_view(con, table)
 
@@ -360,6 +364,21 @@ def ledger_counts(con: duckdb.DuckDBPyConnection, file_hash: str) -> tuple:
     return con.execute(f"""SELECT format, size_bytes, lines_done, lines_ingested, lines_quarantined,
                                   lines_duplicate, lines_blank, events_ingested
                            FROM raw.ingest_ledger WHERE file_hash = {sql_literal(file_hash)}""").fetchall()[0]
+
+
+def resolve_quarantine(con: duckdb.DuckDBPyConnection, file_hash: str) -> int:
+    """Mark resolved the quarantined lines of earlier readings of the same content (under another mapping)
+    that this reading stored and did not quarantine again; returns how many."""
+    content = file_hash.split(".m")[0]
+    this = sql_literal(file_hash)
+    found = con.execute(f"""
+        UPDATE raw.quarantine SET resolved_at = now(), resolved_by = {this}
+        WHERE resolved_at IS NULL AND file_hash <> {this} AND split_part(file_hash, '.m', 1) = {sql_literal(content)}
+          AND line_no IN (SELECT source_line FROM raw.interactions WHERE file_hash = {this}
+                          UNION SELECT source_line FROM raw.feedback WHERE file_hash = {this})
+          AND line_no NOT IN (SELECT line_no FROM raw.quarantine WHERE file_hash = {this})
+    """).fetchall()
+    return found[0][0] if found else 0
 
 
 def quarantined_lines(con: duckdb.DuckDBPyConnection, file_hash: str, limit: int = 5) -> list[tuple[int, str]]:

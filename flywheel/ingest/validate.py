@@ -22,14 +22,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import msgspec
 import orjson
 
 from flywheel.contracts import EVENT_DECODER, Event, InteractionEvent, ValidationError, validate
 from flywheel.ingest.formats import Adapter, adapter_for
-from flywheel.ingest.mapping import load_mapping
+from flywheel.ingest.mapping import ENTRY_KEY, load_mapping
 
 # Microseconds since the epoch, exactly: timedelta floor division (no float on the way).
 _EPOCH, _MICROSECOND = datetime(1970, 1, 1, tzinfo=UTC), timedelta(microseconds=1)
@@ -161,6 +161,30 @@ def _line_offset(raw: bytes, error: UnicodeDecodeError) -> int:
     return error.start
 
 
+class PartlyValid(LineError):
+    """A line some of whose events are valid (`parsed`, stored) and others not (the reason names them)."""
+
+    def __init__(self, reason: str, parsed: Parsed) -> None:
+        super().__init__(reason)
+        self.parsed = parsed
+
+
+def _validate_each(events: list[dict[str, Any]]) -> Parsed:
+    """Each event of a line on its own: a valid interaction is kept when the feedback beside it fails."""
+    parsed, failures = [], []
+    for event in events:
+        entry = event.pop(ENTRY_KEY, None) or f"{event.get('kind', '?')} event"
+        try:
+            parsed.append((validate(event), orjson.dumps(event)))
+        except ValidationError as error:
+            failures.append(f"{entry}: contract: {error}")
+    if failures and parsed:
+        raise PartlyValid("; ".join(failures), parsed)
+    if failures:
+        raise LineError("; ".join(failures))
+    return parsed
+
+
 def parse_line(raw: bytes, adapter: Adapter | None, max_line_bytes: int) -> Parsed:
     """Validate one line (adapter None: native JSON bytes); raise LineError naming the reason."""
     if len(raw) > max_line_bytes:
@@ -177,7 +201,7 @@ def parse_line(raw: bytes, adapter: Adapter | None, max_line_bytes: int) -> Pars
             raise LineError(f"cannot map record: {error}") from error
         if not events:
             raise LineError("the mapping produced no event from this record")
-        return [(validate(event), orjson.dumps(event)) for event in events]
+        return _validate_each(events)
     except UnicodeDecodeError as error:
         raise LineError(f"not valid UTF-8 at byte {_line_offset(raw, error)} of the line") from error
     except RecursionError as error:
@@ -255,6 +279,11 @@ def _validate_block(block: Block, spec: BlockSpec) -> BlockResult:
                     continue
                 try:
                     parsed = parse_line(raw, adapter, max_bytes)
+                except PartlyValid as partly:  # its valid events are stored; the failed ones are on record
+                    row = quarantine_row(line_no, str(partly), raw)
+                    writer("quarantine").write(row)
+                    result.widest_quarantine_row = max(result.widest_quarantine_row, len(row))
+                    parsed = partly.parsed
                 except LineError as error:
                     row = quarantine_row(line_no, str(error), raw)
                     writer("quarantine").write(row)

@@ -50,6 +50,8 @@ def raw_events(context: dg.AssetExecutionContext, config: IngestConfig, warehous
                              f"{report.lines_ingested} ingested, {report.lines_quarantined} quarantined, "
                              f"{report.lines_duplicate} duplicate")
             if report.is_new:  # a file ingested before was reported then
+                for warning in report.warnings:
+                    context.log.warning(warning)
                 for example in report.quarantine_examples[:3]:
                     context.log.warning(f"quarantined {example}")
             done.append(report)
