@@ -25,26 +25,78 @@ def _token(rng: random.Random, n: int, alphabet: str = string.ascii_letters + st
     return "".join(rng.choice(alphabet) for _ in range(n))
 
 
+PHONE_REGIONS = ("US", "GB", "DE", "FR", "IN", "BR", "JP", "IT", "ES", "NL", "AU")
+
+
+def _phone(rng: random.Random) -> str:
+    """A valid phone number of a random country, written as people write it there, or internationally."""
+    import phonenumbers
+    from phonenumbers import PhoneNumberFormat, PhoneNumberType
+
+    region = rng.choice(PHONE_REGIONS)
+    example = phonenumbers.example_number_for_type(region, rng.choice([PhoneNumberType.MOBILE,
+                                                                       PhoneNumberType.FIXED_LINE]))
+    number = example
+    national = phonenumbers.national_significant_number(example)  # keeps Italy's leading zero
+    for _ in range(50):
+        varied = phonenumbers.parse(national[:-4] + "".join(rng.choice(string.digits) for _ in range(4)), region)
+        if phonenumbers.is_valid_number(varied):
+            number = varied
+            break
+    # National formats where a trunk prefix or a bracketed area code tells them (see flywheel.redact); Spain's
+    # and Italy's national formats have neither, and are planted as they are written abroad.
+    styles = [PhoneNumberFormat.INTERNATIONAL, PhoneNumberFormat.E164]
+    if region not in ("ES", "IT", "NL", "AU"):
+        styles.append(PhoneNumberFormat.NATIONAL)
+    style = rng.choice(styles)
+    return phonenumbers.format_number(number, style)
+
+
+def _iban(rng: random.Random) -> str:
+    country, bban = rng.choice([("DE", 18), ("GB", None), ("FR", 23), ("NL", None), ("ES", 20)])
+    if country == "GB":
+        body = "WEST" + "".join(rng.choice(string.digits) for _ in range(14))
+    elif country == "NL":
+        body = "ABNA" + "".join(rng.choice(string.digits) for _ in range(10))
+    else:
+        body = "".join(rng.choice(string.digits) for _ in range(bban))
+    check = 98 - int("".join(str(int(c, 36)) for c in body + country + "00")) % 97
+    compact = f"{country}{check:02d}{body}"
+    return " ".join(compact[i:i + 4] for i in range(0, len(compact), 4)) if rng.random() < 0.5 else compact
+
+
 def planted(rng: random.Random) -> tuple[str, str, str]:
     """(kind, secret, placeholder) drawn at random, in the shapes these things have in the wild."""
-    kind = rng.choice(["email", "phone", "card", "ipv4", "ipv6", "openai", "anthropic", "aws", "aws_secret",
-                       "github", "slack", "jwt", "private_key", "bearer", "url_password"])
+    kind = rng.choice(["email", "email_spelled", "phone", "card", "iban", "ssn", "ipv4", "ipv6", "ipv6_short",
+                       "openai", "anthropic", "aws", "aws_secret", "aws_secret_bare", "aws_secret_json", "github",
+                       "slack", "slack_webhook", "jwt", "private_key", "private_key_cut", "bearer", "url_password",
+                       "redis_password", "password"])
     if kind == "email":
         user = rng.choice(["john.doe", "a_b+tag", "mary", "ops-team", "x1"])
         return kind, f"{user}{rng.randint(1, 999)}@{rng.choice(['example.com', 'mail.co.uk', 'corp.io'])}", "EMAIL"
+    if kind == "email_spelled":
+        user = rng.choice(["alice", "bob.smith", "ops"])
+        return kind, f"{user}{rng.randint(1, 99)} at {rng.choice(['example', 'corp'])} dot com", "EMAIL"
     if kind == "phone":
-        n = [rng.randint(200, 999), rng.randint(200, 999), rng.randint(1000, 9999)]
-        shape = rng.choice(["({}) {}-{}", "{}-{}-{}", "+1 {} {} {}", "+44 {} {} {}", "{}.{}.{}"])
-        return kind, shape.format(*n), "PHONE"
+        return kind, _phone(rng), "PHONE"
     if kind == "card":
-        number = _luhn_complete(rng.choice(["4", "51", "37", "6011"]), rng.choice([15, 16]), rng)
+        prefix, length = rng.choice([("4", 16), ("51", 16), ("55", 16), ("37", 15), ("34", 15), ("6011", 16),
+                                     ("2221", 16), ("3530", 16)])
+        number = _luhn_complete(prefix, length, rng)
         if rng.random() < 0.5:
-            number = " ".join(number[i:i + 4] for i in range(0, len(number), 4))
+            number = " ".join(number[i:i + 4] for i in range(0, len(number), 4)) if length == 16 else \
+                f"{number[:4]} {number[4:10]} {number[10:]}"
         return kind, number, "CREDIT_CARD"
+    if kind == "iban":
+        return kind, _iban(rng), "IBAN"
+    if kind == "ssn":
+        return kind, f"{rng.randint(1, 665):03d}-{rng.randint(1, 99):02d}-{rng.randint(1, 9999):04d}", "SSN"
     if kind == "ipv4":
         return kind, ".".join(str(rng.randint(1, 254)) for _ in range(4)), "IP_ADDRESS"
     if kind == "ipv6":
         return kind, ":".join(f"{rng.randint(0, 65535):x}" for _ in range(8)), "IP_ADDRESS"
+    if kind == "ipv6_short":
+        return kind, f"2001:db8::{rng.randint(1, 65535):x}:{rng.randint(4096, 65535):x}", "IP_ADDRESS"
     if kind == "openai":
         return kind, rng.choice(["sk-", "sk-proj-"]) + _token(rng, 48, string.ascii_letters + string.digits + "_-"), \
             "API_KEY"
@@ -52,49 +104,62 @@ def planted(rng: random.Random) -> tuple[str, str, str]:
         return kind, "sk-ant-api03-" + _token(rng, 80, string.ascii_letters + string.digits + "_-"), "API_KEY"
     if kind == "aws":
         return kind, "AKIA" + _token(rng, 16, string.ascii_uppercase + string.digits), "API_KEY"
-    if kind == "aws_secret":
+    if kind in ("aws_secret", "aws_secret_bare", "aws_secret_json"):
         return kind, _token(rng, 40, string.ascii_letters + string.digits + "/+"), "AWS_SECRET"
     if kind == "github":
         return kind, "ghp_" + _token(rng, 36), "API_KEY"
     if kind == "slack":
         return kind, f"xoxb-{rng.randint(10**11, 10**12)}-{rng.randint(10**11, 10**12)}-{_token(rng, 24)}", "API_KEY"
+    if kind == "slack_webhook":
+        return kind, f"https://hooks.slack.com/services/T{_token(rng, 8)}/B{_token(rng, 8)}/{_token(rng, 24)}", \
+            "API_KEY"
     if kind == "jwt":
         signature = _token(rng, 43, string.ascii_letters + "_-")
         return kind, "eyJhbGciOiJIUzI1NiJ9.eyJ" + _token(rng, 30) + "." + signature, "JWT"
     if kind == "private_key":
         return kind, "-----BEGIN RSA PRIVATE KEY-----\n" + "\n".join(_token(rng, 64) for _ in range(4)) \
             + "\n-----END RSA PRIVATE KEY-----", "PRIVATE_KEY"
+    if kind == "private_key_cut":
+        return kind, "-----BEGIN PRIVATE KEY-----\n" + "\n".join(_token(rng, 64) for _ in range(3)), "PRIVATE_KEY"
     if kind == "bearer":
         return kind, _token(rng, 32, string.ascii_letters + string.digits + "-._"), "BEARER_TOKEN"
+    if kind == "password":
+        return kind, _token(rng, 10, string.ascii_letters + string.digits) + rng.choice("!$%#9"), "PASSWORD"
     return kind, _token(rng, 12, string.ascii_letters + string.digits + "!$%"), "PASSWORD"
 
 
 def in_context(kind: str, secret: str, rng: random.Random) -> str:
     if kind == "aws_secret":
         return f"export AWS_SECRET_ACCESS_KEY={secret}\nthen run the job"
+    if kind == "aws_secret_json":
+        return '{"AccessKeyId": "AKIAEXAMPLE", "SecretAccessKey": "' + secret + '"}'
     if kind == "bearer":
         return f"curl -H 'Authorization: Bearer {secret}' https://api.example.com/v1"
     if kind == "url_password":
         return f"connect with postgres://admin:{secret}@db.internal:5432/app please"
+    if kind == "redis_password":
+        return f"REDIS_URL=redis://:{secret}@cache.internal:6379/0"
+    if kind == "password":
+        return rng.choice(["my password: {}", "password={} (do not share)", "login with pwd {}", '"passwd": "{}"']
+                          ).format(secret).replace("pwd ", "pwd: ")
     return rng.choice(["My {} is {}, can you help?", "{}: {}.", "see {} ({}) for details", "{} -> {}\nthanks"]) \
-        .format(rng.choice(["contact", "value", "key", "note"]), secret)
+        .format(rng.choice(["contact", "value", "note", "details"]), secret)
 
 
-def test_planted_secrets_and_personal_data_are_found():
+def test_planted_secrets_and_personal_data_are_found_per_type():
     rng = random.Random(2026)
-    misses, found = [], Counter()
-    for _ in range(3_000):
+    planted_by, missed_by, misses = Counter(), Counter(), []
+    for _ in range(10_000):
         kind, secret, placeholder = planted(rng)
         text = in_context(kind, secret, rng)
         out = redact(text)
+        planted_by[kind] += 1
         if secret in out or f"[{placeholder}]" not in out:
+            missed_by[kind] += 1
             misses.append((kind, text, out))
-        else:
-            found[kind] += 1
-    recall = 1 - len(misses) / 3_000
-    print(f"redaction recall on 3,000 planted items: {recall:.4f}; misses: {Counter(m[0] for m in misses)}")
-    assert recall >= 0.99, misses[:5]
-    assert len(found) == 15  # every kind was planted and found
+    recall = {kind: 1 - missed_by[kind] / n for kind, n in planted_by.items()}
+    print("redaction recall per type on 10,000 planted items:", {k: round(v, 4) for k, v in sorted(recall.items())})
+    assert len(recall) == 25 and min(recall.values()) >= 0.99, (missed_by, misses[:5])
 
 
 def test_only_the_password_in_a_url_and_the_token_after_bearer_are_replaced():
@@ -103,6 +168,11 @@ def test_only_the_password_in_a_url_and_the_token_after_bearer_are_replaced():
 
 
 @pytest.mark.parametrize("text", [
+    "2^45 = 35184372088832, and 0000000000000000 is zero",
+    '<path transform="rotate(45 150 250)"/> and [[1, 0, 0], [0, 1, 0]]',
+    "See doi:10.1016/4111111111111111 and the primes 2 3 5 7 11 13 17 19 23 29 31 37 41",
+    "20000 * 0.493039 = 9860.78; the pass costs $2.20",
+    'password = input("Password: "); api_key = os.environ["API_KEY"]',
     "The light blinks 255 times in 5 minutes; 459 / 51 = 9.",
     "Order 1234567812345678 was shipped",  # 16 digits that fail the Luhn check
     "Version 1.2.3.4.5 and 10.0.0.256 are not addresses",
@@ -122,7 +192,17 @@ def test_false_positive_rate_on_clean_real_text(zeroeval_path):
     flagged = sum(redact(t, counts) != t for t in texts)
     rate = flagged / len(texts)
     print(f"false-positive rate on {len(texts):,} clean texts: {rate:.5f} ({flagged} texts; {dict(counts)})")
-    assert rate <= 0.001
+    assert all(n <= len(texts) / 10_000 for n in counts.values()), counts  # at most 1 in 10,000 per type
+
+
+def test_numbers_code_and_structure_are_left_alone_per_type():
+    from tests.support.clean_corpus import clean_texts
+
+    texts = clean_texts(20_000, seed=7)
+    counts: Counter = Counter()
+    changed = [t for t in texts if redact(t, counts) != t]
+    print(f"false positives on 20,000 texts of numbers, code and structure: {dict(counts)}")
+    assert all(n <= 2 for n in counts.values()), changed[:5]  # at most 1 in 10,000 per type
 
 
 def test_counts_are_kept_per_detector():
