@@ -209,7 +209,12 @@ DETECTORS: tuple[Detector, ...] = (
              r"|(?<![\w+])\+\d{7,15}\b", check=phone_number),
 )
 
-_COMBINED = re.compile("|".join(f"(?P<d{i}>{d.pattern})" for i, d in enumerate(DETECTORS)))
+# A spelled-out e-mail is tried only where the text spells a dot: tried everywhere, it would cost as much as the
+# rest together (its pattern starts at every word).
+_SPELLED = next(i for i, d in enumerate(DETECTORS) if d.name == "email_spelled")
+_COMBINED = re.compile("|".join(f"(?P<d{i}>{d.pattern})" for i, d in enumerate(DETECTORS) if i != _SPELLED))
+_SPELLED_PATTERN = re.compile(f"(?P<d{_SPELLED}>{DETECTORS[_SPELLED].pattern})")
+_SPELLED_HINT = re.compile(r"(?i)\bdot\b")
 
 
 def redact(text: str | None, counts: Counter | None = None) -> str | None:
@@ -231,7 +236,8 @@ def redact(text: str | None, counts: Counter | None = None) -> str | None:
             return found[: start - offset] + f"[{detector.placeholder}]" + found[end - offset:]
         return f"[{detector.placeholder}]"
 
-    return _COMBINED.sub(replace, text)
+    text = _COMBINED.sub(replace, text)
+    return _SPELLED_PATTERN.sub(replace, text) if _SPELLED_HINT.search(text) else text
 
 
 def _which(match: re.Match[str]) -> int:

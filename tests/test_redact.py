@@ -209,3 +209,67 @@ def test_counts_are_kept_per_detector():
     counts: Counter = Counter()
     redact("mail a@b.io or c@d.org, call +1 415 555 0100", counts)
     assert counts == Counter({"email": 2, "phone": 1})
+
+
+def test_secrets_planted_in_every_text_field_never_leave_the_raw_layer(tmp_path):
+    """Secrets in every field of the contract that holds text: after the main job (staging, dedup, signals,
+    marts, releases) and a labeling sample, no table or view outside `raw`, no queued record and no released file
+    holds one."""
+    import json as json_
+
+    import duckdb
+
+    from flywheel import warehouse
+    from flywheel.labeling import sampling
+    from flywheel.labeling.datasets import RESPONSE_REVIEW, load_sampling, load_spec
+    from flywheel.settings import Home
+    from pipelines.launch import run_main_job
+    from tests.factories import feedback, interaction, write_lines
+
+    secrets = {"email": "jane.roe@example.org", "phone": "+49 30 12345678", "key": "sk-proj-" + "Ab3" * 12,
+               "card": "4111 1111 1111 1111", "ssn": "078-05-1120"}
+    s = list(secrets.values())
+    events = []
+    for i in range(40):
+        secret = s[i % len(s)]
+        call = {"id": f"call_{i}", "type": "function",
+                "function": {"name": "crm", "arguments": json_.dumps({"who": secret})}}
+        events.append(interaction(
+            f"plant-{i}", model=("gpt-4o", "gpt-4o-mini")[i % 2], provider=f"prov {secret}", app_id=f"app {secret}",
+            messages=[{"role": "system", "content": f"Staff contact {secret}"},
+                      {"role": "user", "name": f"user {secret}", "content": f"I am {secret}, question {i // 2}"},
+                      {"role": "assistant", "content": None, "tool_calls": [call], "refusal": f"no {secret}"},
+                      {"role": "tool", "tool_call_id": f"call_{i}", "content": f"found {secret}"},
+                      {"role": "user", "content": f"and then? ({i // 2})"}],
+            response={"role": "assistant", "content": f"Write to {secret}", "refusal": f"not {secret}",
+                      "tool_calls": [call]},
+            tools=[{"type": "function", "function": {"name": "crm", "description": f"owner {secret}"}}],
+            tags=[f"tag {secret}"], metadata={"note": f"from {secret}", f"key {secret}": 1},
+            status=("ok", "error")[i % 5 == 0], error=f"failed for {secret}" if i % 5 == 0 else None))
+        events.append(feedback(f"plant-{i}", feedback_type="correction", correction=f"say {secret}", thumb=None,
+                               comment=f"by {secret}", source=f"user {secret}"))
+    home = Home(tmp_path / "home").ensure()
+    write_lines(home.landing / "planted.jsonl", events)
+    assert run_main_job(home, labeling=False).success
+    with warehouse.session(home) as con:
+        sampling.sample_response_review(con, load_spec(RESPONSE_REVIEW), load_sampling()["response_review"], budget=20)
+        assert con.execute("SELECT count(*) FROM raw.interactions").fetchone()[0] == 40
+        assert con.execute("SELECT count(*) FROM labeling.queue").fetchone()[0] > 0
+        # the planted values reached every layer, as placeholders
+        assert con.execute("""SELECT count(*) FROM staging.stg_interactions WHERE list_contains(tags, 'tag [EMAIL]')
+                              AND metadata::VARCHAR LIKE '%key [%' AND messages[2].name LIKE 'user [%'""").fetchone()[0]
+        relations = con.execute("""
+            SELECT schema_name, table_name FROM duckdb_tables() WHERE schema_name <> 'raw'
+            UNION ALL SELECT schema_name, view_name FROM duckdb_views()
+            WHERE NOT internal AND schema_name NOT IN ('raw', 'information_schema', 'pg_catalog')""").fetchall()
+        assert len(relations) > 15
+        leaks = []
+        for schema, name in relations:
+            text = con.execute(f'SELECT string_agg(t::VARCHAR, chr(10)) FROM "{schema}"."{name}" t').fetchone()[0]
+            leaks += [(f"{schema}.{name}", kind) for kind, secret in secrets.items()
+                      if text and (secret in text or secret.replace(" ", "") in text)]
+    for path in (p for p in home.releases.rglob("*") if p.is_file()):
+        text = (duckdb.sql(f"SELECT string_agg(t::VARCHAR, chr(10)) FROM read_parquet('{path}') t").fetchone()[0]
+                if path.suffix == ".parquet" else path.read_text())
+        leaks += [(str(path), kind) for kind, secret in secrets.items() if text and secret in text]
+    assert leaks == []

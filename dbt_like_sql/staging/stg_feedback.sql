@@ -5,7 +5,7 @@ SELECT
     event_date,
     ts,
     feedback_type,
-    source,
+    redact(source) AS source,
     thumb,
     rating,
     rating_scale,

@@ -1,11 +1,19 @@
 -- materialized: incremental
 -- partition_by: event_date
 -- description: One row per interaction of the day, redacted: texts, hashes, tokens and cost filled in (and marked so).
--- Everything downstream reads this redacted text; the raw text stays in raw.interactions only.
+-- Everything downstream reads this redacted text; the raw text stays in raw.interactions only. Every field that
+-- holds text is redacted (names, tags, metadata and tool definitions too, values and keys); the keys of rows
+-- (request_id) and the hashes of users and sessions are kept as they are.
 WITH day AS (
     SELECT * REPLACE (
+        redact(app_id) AS app_id,
+        redact(model) AS model,
+        redact(provider) AS provider,
+        list_transform(tags, t -> redact(t)) AS tags,
+        coalesce(TRY_CAST(redact(metadata::VARCHAR) AS JSON), to_json(redact(metadata::VARCHAR))) AS metadata,
         list_transform(messages, m -> struct_update(m,
             content := redact(m.content),
+            "name" := redact(m."name"),
             refusal := redact(m.refusal),
             tool_calls := coalesce(TRY_CAST(redact(m.tool_calls::VARCHAR) AS JSON), to_json(redact(m.tool_calls::VARCHAR)))
         )) AS messages,
@@ -16,7 +24,7 @@ WITH day AS (
                                    to_json(redact(response.tool_calls::VARCHAR)))
         ) AS response,
         redact(error) AS error,
-        TRY_CAST(redact(tools::VARCHAR) AS JSON) AS tools
+        coalesce(TRY_CAST(redact(tools::VARCHAR) AS JSON), to_json(redact(tools::VARCHAR))) AS tools
     )
     FROM raw.interactions WHERE event_date BETWEEN getvariable('first_day') AND getvariable('last_day')
 ),
