@@ -492,3 +492,12 @@ def test_labels_from_two_annotators_and_a_correction_win_in_the_next_release(lab
         pair = con.execute("""SELECT chosen, pair_source FROM releases.preference_pairs
                               WHERE chosen_request_id = ?""", [corrected_request]).fetchone()
         assert pair == ("The corrected answer, by a person.", "human_correction")
+
+
+def test_the_configured_budget_is_a_days_so_running_the_cycle_again_queues_nothing(labeling):
+    con, target, names = labeling
+    first = queue_and_push(con, target, names=names)
+    assert first.sampled[RESPONSE_REVIEW].queued == CONFIG["response_review"]["budget"]
+    again = queue_and_push(con, target, names=names)
+    assert again.sampled[RESPONSE_REVIEW].queued == 0 and again.sampled[PAIRWISE].queued == 0
+    assert queue_and_push(con, target, budgets={RESPONSE_REVIEW: 5}, names=names).sampled[RESPONSE_REVIEW].queued == 5

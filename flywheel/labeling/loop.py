@@ -37,12 +37,18 @@ def specs(names: dict[str, str] | None = None) -> dict[str, DatasetSpec]:
 def queue_and_push(con: duckdb.DuckDBPyConnection, target: ArgillaTarget, budgets: dict[str, int] | None = None,
                    names: dict[str, str] | None = None,
                    on_batch: Callable[[str, int, int], None] | None = None) -> LoopReport:
+    """Queue each dataset's budget and push. `budgets` given: that many now. Not given: the configured budget is
+    a day's (UTC), less what was queued today already, so running the cycle again on a day adds nothing."""
     config, report = load_sampling(), LoopReport()
     budgets = budgets or {}
     datasets = specs(names)
     samplers = {RESPONSE_REVIEW: sampling.sample_response_review, PAIRWISE: sampling.sample_pairwise}
     for kind, spec in datasets.items():
-        report.sampled[kind] = samplers[kind](con, spec, config.get(kind, {}), budget=budgets.get(kind))
+        budget = budgets.get(kind)
+        if budget is None:
+            daily = int(config.get(kind, {}).get("budget", 200 if kind == RESPONSE_REVIEW else 50))
+            budget = max(0, daily - sampling.queued_today(con, spec))
+        report.sampled[kind] = samplers[kind](con, spec, config.get(kind, {}), budget=budget)
     for kind, spec in datasets.items():
         report.pushed[kind] = sync.push(con, target, spec,
                                         on_batch=(lambda done, total, k=kind: on_batch(k, done, total))

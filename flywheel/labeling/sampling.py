@@ -187,6 +187,14 @@ def sample_pairwise(con: duckdb.DuckDBPyConnection, spec: DatasetSpec, config: d
     return SampleReport(PAIRWISE, budget, pool, {"contrast": len(rows)})
 
 
+def queued_today(con: duckdb.DuckDBPyConnection, spec: DatasetSpec) -> int:
+    """Records sampled into a dataset today (UTC), not counting later rounds of low-agreement records."""
+    ensure_labeling_tables(con)
+    return con.execute("""SELECT count(*) FROM labeling.queue WHERE dataset = ? AND round = 1
+                          AND queued_at >= date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'""",
+                       [spec.name]).fetchone()[0]
+
+
 def _append(con: duckdb.DuckDBPyConnection, spec: DatasetSpec, items: list[dict[str, Any]]) -> None:
     if not items:
         return
