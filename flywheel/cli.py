@@ -358,6 +358,10 @@ def label_queue(
             console.print(f"[red]error:[/] {error}")
             raise typer.Exit(3) from error
     for kind, sampled in report.sampled.items():
+        if not sampled.budget:
+            console.print(f"{kind}: today's budget is queued already (--budget N queues more now); "
+                          f"pushed {report.pushed[kind].pushed}")
+            continue
         console.print(f"{kind}: queued {sampled.queued} of budget {sampled.budget} from {sampled.candidates:,} "
                       f"candidates {sampled.queued_by_strategy}; pushed {report.pushed[kind].pushed}")
     console.print(f"label them at {target.api_url}")

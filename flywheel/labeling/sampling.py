@@ -95,6 +95,8 @@ def sample_response_review(con: duckdb.DuckDBPyConnection, spec: DatasetSpec, co
     """Queue up to `budget` interactions for review; returns how many each strategy contributed."""
     ensure_labeling_tables(con)
     budget = int(config.get("budget", 200) if budget is None else budget)
+    if budget <= 0:  # nothing to queue: the candidates are not even looked at
+        return SampleReport(RESPONSE_REVIEW, 0, 0)
     weights = config.get("strategies") or {"control": 1.0}
     report = SampleReport(RESPONSE_REVIEW, budget, _pool(con, RESPONSE_REVIEW, int(config.get("seed", 0))))
     carry = 0
@@ -144,6 +146,8 @@ def sample_pairwise(con: duckdb.DuckDBPyConnection, spec: DatasetSpec, config: d
     over apps in turn."""
     ensure_labeling_tables(con)
     budget = int(config.get("budget", 50) if budget is None else budget)
+    if budget <= 0:
+        return SampleReport(PAIRWISE, 0, 0)
     min_models = int(config.get("min_models", 2))
     pool = con.execute(f"""
         SELECT count(DISTINCT cluster_id) FROM {CANDIDATES} c
