@@ -245,6 +245,10 @@ def _ingest_summary(run: dg.ExecuteInProcessResult) -> str:
             f"{counts['quarantine']:,} lines quarantined")
     if counts["quarantine"]:
         text += ' (why: flywheel sql "SELECT source_file, line_no, reason FROM raw.quarantine")'
+    damaged = new["interactions"]["files_damaged"].value if "files_damaged" in new["interactions"] else 0
+    if damaged:
+        text += (f"; {damaged} damaged file(s) kept what could be read (why: flywheel sql \"SELECT path, outcome, "
+                 "reason FROM raw.ingest_files WHERE reason IS NOT NULL\")")
     return text
 
 

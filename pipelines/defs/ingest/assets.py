@@ -60,6 +60,7 @@ def raw_events(context: dg.AssetExecutionContext, config: IngestConfig, warehous
 
     files_md = reports.markdown_table(reports.FILE_COLUMNS, [list(r.values()) for r in reports.file_rows(done)])
     common = {"files_seen": len(done), "files_new": sum(r.is_new for r in done),
+              "files_damaged": sum(r.is_new and r.outcome in ("partial", "failed") for r in done),
               "files": dg.MetadataValue.md(files_md),
               "all_files_reconcile": all(r.reconciles for r in done)}
     yield dg.MaterializeResult(
