@@ -124,3 +124,16 @@ def test_a_warehouse_made_before_segments_keeps_its_events(home):
 def test_storage_must_be_one_of_the_named_ways(con, tmp_path):
     with pytest.raises(ValueError, match="storage must be"):
         ingest_file(con, write_lines(tmp_path / "a.jsonl", [interaction()]), storage="parquet")
+
+
+def test_a_warehouse_made_by_an_older_flywheel_gains_the_contracts_new_columns(home, tmp_path):
+    with warehouse.session(home) as con:
+        con.execute("CREATE SCHEMA raw")
+        # the interactions table as it was before messages kept their refusal, and before tags had a default
+        ddl = raw_layer.RAW_DDL.replace(', "refusal" VARCHAR)[] NOT NULL', ")[] NOT NULL")
+        assert ddl != raw_layer.RAW_DDL
+        con.execute(ddl)
+        history = [{"role": "user", "content": "Do something bad."}, {"role": "assistant", "refusal": "No."},
+                   {"role": "user", "content": "Fine, a poem then."}]
+        ingest_file(con, write_lines(tmp_path / "a.jsonl", [interaction("r1", messages=history)]))
+        assert con.execute("SELECT messages[2].refusal FROM raw.interactions").fetchone() == ("No.",)

@@ -202,6 +202,7 @@ def ensure_raw_layer(con: duckdb.DuckDBPyConnection) -> None:
                            AND schema_name = 'raw' AND table_name = '{table}'""").fetchall():
             con.execute(f"ALTER TABLE raw.{table} RENAME TO {table}_rows")
     con.execute(RAW_DDL)
+    _upgrade_event_tables(con)
     # Warehouses made before files could end partial or failed: the columns that say why.
     con.execute("ALTER TABLE raw.ingest_ledger ADD COLUMN IF NOT EXISTS error VARCHAR")
     con.execute("ALTER TABLE raw.ingest_files ADD COLUMN IF NOT EXISTS reason VARCHAR")
@@ -209,6 +210,23 @@ def ensure_raw_layer(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("ALTER TABLE raw.quarantine ADD COLUMN IF NOT EXISTS resolved_by VARCHAR")
     for table in EVENT_TABLES:
         refresh_view(con, table)
+
+
+def _upgrade_event_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """Bring the event tables of a warehouse made by an older flywheel to the contract's columns (a field the
+    contract gained, a message part now kept); older segments keep theirs, as the views read by name."""
+    def plain(kind: str) -> str:  # DuckDB spells types its own way: compare them as it prints them
+        return kind.replace("TIMESTAMPTZ", "TIMESTAMP WITH TIME ZONE").replace('"', "").replace(" ", "").upper()
+
+    for kind in KINDS.values():
+        existing = dict(con.execute(
+            "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = current_database() "
+            f"AND schema_name = 'raw' AND table_name = '{kind.table}_rows'").fetchall())
+        for column in event_columns(kind.name):
+            if column.name not in existing:
+                con.execute(f'ALTER TABLE raw.{kind.table}_rows ADD COLUMN "{column.name}" {column.type}')
+            elif plain(existing[column.name]) != plain(column.type):
+                con.execute(f'ALTER TABLE raw.{kind.table}_rows ALTER COLUMN "{column.name}" TYPE {column.type}')
 
 
 def refresh_view(con: duckdb.DuckDBPyConnection, table: str) -> None:
