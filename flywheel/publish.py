@@ -309,10 +309,10 @@ def publish(con: duckdb.DuckDBPyConnection, releases: Path, dataset_name: str, r
     step = on_step or (lambda message: None)
     folder = dataset_folder(releases, dataset.name)
     folder.mkdir(parents=True, exist_ok=True)
-    print_ = fingerprint(con, relation)
+    rows_digest = fingerprint(con, relation)
     existing = versions(releases, dataset.name)
     latest = latest_version(releases, dataset.name)
-    if latest and manifest(releases, dataset.name, latest)["fingerprint"] == print_:
+    if latest and manifest(releases, dataset.name, latest)["fingerprint"] == rows_digest:
         return Published(dataset.name, None, None, unchanged_since=latest, why="the rows equal the latest release's")
     if not con.execute(f"SELECT count(*) FROM {relation}").fetchall()[0][0]:
         return Published(dataset.name, None, None, unchanged_since=latest, why="the mart has no rows")
@@ -347,7 +347,7 @@ def publish(con: duckdb.DuckDBPyConnection, releases: Path, dataset_name: str, r
                  for p in sorted(incoming.rglob("*")) if p.is_file()}
         document = {
             "dataset": dataset.name, "version": version, "previous": latest, "created_at": created,
-            "rows": {s: rows.get(s, 0) for s in SPLITS}, "fingerprint": print_, "files": files,
+            "rows": {s: rows.get(s, 0) for s in SPLITS}, "fingerprint": rows_digest, "files": files,
             "built_from": built_from(con),
             "selection": {"file": "schemas/curation.yaml", "sha256": rules.digest},
             "code_version": CODE_VERSION,
