@@ -95,8 +95,7 @@ def _message_problems(messages: str, must_end_with: str | None) -> str:
                                    p -> p[1].role NOT IN ({roles})),
                        p -> 'message ' || p[2] || ': unknown role ' || coalesce(p[1].role, 'NULL')),
         list_transform(list_filter(list_zip({messages}, range(1, len({messages}) + 1)),
-                                   p -> coalesce(trim(p[1].content), '') = '' AND p[1].tool_calls IS NULL
-                                        AND p[1].refusal IS NULL),
+                                   p -> empty_message(p[1])),
                        p -> 'message ' || p[2] || ' (' || coalesce(p[1].role, '?') || '): empty content'),
         list_transform(list_filter(list_zip({messages}, range(1, len({messages}) + 1)),
                                    p -> p[1].tool_calls IS NOT NULL AND (
@@ -113,9 +112,8 @@ def _message_problems(messages: str, must_end_with: str | None) -> str:
 
 
 def _tokens(messages: str, extra: str = "0") -> str:
-    """flywheel's token estimate (as for costs): characters / 4 and 4 per message."""
-    return (f"(list_sum(list_transform({messages}, m -> length(coalesce(m.content, '')) "
-            f"+ length(coalesce(m.tool_calls::VARCHAR, '')))) + {extra}) // 4 + 4 * len({messages})")
+    """flywheel's token estimate (as for costs; the marts filter by the same)."""
+    return f"estimate_tokens(message_chars({messages}) + {extra}, len({messages}))"
 
 
 def validation_problems(con: duckdb.DuckDBPyConnection, dataset: Dataset, relation: str, rules: Rules
@@ -123,6 +121,7 @@ def validation_problems(con: duckdb.DuckDBPyConnection, dataset: Dataset, relati
     """(row key, reason) for every row that may not be released."""
     if dataset.openai is None:
         return []
+    sqlfunctions.register(con)
     limit = rules.sft.token_limit()
     target = rules.sft.target_model
     if dataset.openai == "chat":

@@ -45,6 +45,16 @@ def register(con: duckdb.DuckDBPyConnection) -> None:
         CREATE OR REPLACE TEMP MACRO estimate_tokens(chars, n_messages) AS
             CAST(round(chars / {CHARS_PER_TOKEN}) AS BIGINT) + {TOKENS_PER_MESSAGE} * n_messages
     """)
+    # What the training exports count and check, one definition for the marts and the release validation:
+    # the characters a conversation sends (texts and tool calls), and whether a message has nothing in it.
+    con.execute("""
+        CREATE OR REPLACE TEMP MACRO message_chars(messages) AS list_sum(list_transform(messages,
+            m -> length(coalesce(m.content, '')) + length(coalesce(m.tool_calls::VARCHAR, ''))))
+    """)
+    con.execute("""
+        CREATE OR REPLACE TEMP MACRO empty_message(m) AS
+            coalesce(trim(m.content), '') = '' AND m.tool_calls IS NULL AND m.refusal IS NULL
+    """)
     con.execute(f"""
         CREATE OR REPLACE TEMP MACRO redacted_kinds(text) AS regexp_extract_all(text, '{PLACEHOLDER_PATTERN}', 1)
     """)

@@ -68,8 +68,7 @@ FROM pairs p
 JOIN answers a ON a.request_id = p.chosen_id
 -- a prompt the answers can follow: it ends with the user (or a tool), no message is empty, it fits the token limit
 WHERE a.messages[-1].role IN ('user', 'tool')
-  AND list_bool_and(list_transform(a.messages, m -> coalesce(trim(m.content), '') <> '' OR m.tool_calls IS NOT NULL
-                                                    OR m.refusal IS NOT NULL))
-  AND (list_sum(list_transform(a.messages, m -> length(coalesce(m.content, '')) + length(coalesce(m.tool_calls::VARCHAR, ''))))
-       + greatest(length(p.chosen), length(p.rejected))) // 4 + 4 * len(a.messages) <= getvariable('sft_token_limit')
+  AND NOT list_bool_or(list_transform(a.messages, m -> empty_message(m)))
+  AND estimate_tokens(message_chars(a.messages) + greatest(length(p.chosen), length(p.rejected)), len(a.messages))
+      <= getvariable('sft_token_limit')
 QUALIFY row_number() OVER (PARTITION BY pair_id ORDER BY a.request_id) = 1

@@ -1,7 +1,7 @@
 -- description: Conversations fit for supervised fine-tuning, per app: curated answers at or above the bar
 -- (sft.min_quality), or corrected by a person (sft.include_corrected), within the target model's token limit and
 -- without an empty message. `messages` ends with the answer, in OpenAI chat format (tool calls as the model wrote
--- them). Tokens are flywheel's estimate: characters / 4, and 4 per message.
+-- them). Tokens are flywheel's estimate (flywheel/pricing.py), as for costs.
 WITH examples AS (
 SELECT
     request_id,
@@ -22,7 +22,5 @@ WHERE quality_score >= getvariable('sft_min_quality')
    OR (corrected AND getvariable('sft_include_corrected'))
 )
 SELECT * FROM examples
-WHERE list_bool_and(list_transform(messages, m -> coalesce(trim(m.content), '') <> '' OR m.tool_calls IS NOT NULL
-                                                  OR m.refusal IS NOT NULL))
-  AND list_sum(list_transform(messages, m -> length(coalesce(m.content, '')) + length(coalesce(m.tool_calls::VARCHAR, ''))))
-      // 4 + 4 * len(messages) <= getvariable('sft_token_limit')
+WHERE NOT list_bool_or(list_transform(messages, m -> empty_message(m)))
+  AND estimate_tokens(message_chars(messages), len(messages)) <= getvariable('sft_token_limit')

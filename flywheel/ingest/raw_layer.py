@@ -389,6 +389,11 @@ def resolve_quarantine(con: duckdb.DuckDBPyConnection, file_hash: str) -> int:
     that this reading stored and did not quarantine again; returns how many."""
     content = file_hash.split(".m")[0]
     this = sql_literal(file_hash)
+    # Only a content read before under another mapping has anything to resolve: most files never were, and
+    # they are not to pay for a pass over the raw layer.
+    if not con.execute(f"""SELECT 1 FROM raw.ingest_ledger WHERE file_hash <> {this}
+                           AND split_part(file_hash, '.m', 1) = {sql_literal(content)} LIMIT 1""").fetchall():
+        return 0
     found = con.execute(f"""
         UPDATE raw.quarantine SET resolved_at = now(), resolved_by = {this}
         WHERE resolved_at IS NULL AND file_hash <> {this} AND split_part(file_hash, '.m', 1) = {sql_literal(content)}
