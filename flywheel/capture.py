@@ -37,6 +37,7 @@ from flywheel.contracts import FeedbackEvent, validate
 from flywheel.pricing import default_price_table, estimate_tokens
 
 log = logging.getLogger("flywheel.capture")
+AUTO = "flywheel:auto"  # the model name that asks the router (flywheel.route) to choose
 _REQUEST_KEYS = ("temperature", "top_p", "max_tokens", "max_completion_tokens", "seed", "stop", "response_format")
 
 
@@ -271,11 +272,23 @@ class _AsyncStream(_SyncStream):
         await self._stream.close()
 
 
-def capture(client: Any, sink: EventSink, *, app_id: str = "default") -> Any:
+def _routed(router: Any, kwargs: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """With model="flywheel:auto", the router picks the model; the interaction records its decision."""
+    if kwargs.get("model") != AUTO:
+        return extra
+    if router is None:
+        raise ValueError(f'model="{AUTO}" needs a router: capture(client, sink, router=Router.load())')
+    route = router.decide(list(kwargs.get("messages") or []), willingness_to_pay=extra.get("willingness_to_pay"))
+    kwargs["model"] = route.model
+    return {**extra, "metadata": {**(extra.get("metadata") or {}), "routing": route.as_metadata()}}
+
+
+def capture(client: Any, sink: EventSink, *, app_id: str = "default", router: Any = None) -> Any:
     """Make `client.chat.completions.create` log every call to `sink`; returns the same client.
 
     Per call, `flywheel={"request_id": ..., "app_id": ..., "user_hash": ..., "tags": [...],
-    "metadata": {...}}` may be passed to create(); it is taken out before the request is sent.
+    "metadata": {...}, "willingness_to_pay": ...}` may be passed to create(); it is taken out before the
+    request is sent. With a `router` (flywheel.route.Router), `model="flywheel:auto"` lets it pick the model.
     """
     completions = client.chat.completions
     original = completions.create
@@ -284,13 +297,13 @@ def capture(client: Any, sink: EventSink, *, app_id: str = "default") -> Any:
     # The two differ only in awaiting the call: what happens around it is _Call's (failing, returned).
     if is_async:
         async def create(*args: Any, **kwargs: Any) -> Any:
-            call = _Call(sink, app_id, kwargs, kwargs.pop("flywheel", None) or {})
+            call = _Call(sink, app_id, kwargs, _routed(router, kwargs, kwargs.pop("flywheel", None) or {}))
             with call.failing():
                 result = await original(*args, **kwargs)
             return call.returned(result, _AsyncStream)
     else:
         def create(*args: Any, **kwargs: Any) -> Any:
-            call = _Call(sink, app_id, kwargs, kwargs.pop("flywheel", None) or {})
+            call = _Call(sink, app_id, kwargs, _routed(router, kwargs, kwargs.pop("flywheel", None) or {}))
             with call.failing():
                 result = original(*args, **kwargs)
             return call.returned(result, _SyncStream)

@@ -414,8 +414,6 @@ def run_app(application: typer.Typer = app) -> None:
         raise SystemExit(1) from None
 
 
-if __name__ == "__main__":
-    run_app()
 
 
 releases_app = typer.Typer(help="The published releases under FLYWHEEL_HOME/releases.", no_args_is_help=True)
@@ -484,3 +482,9 @@ def _release_version(resolve, where: Home, dataset: str, version: str) -> str:
     except (LookupError, ValueError) as error:
         console.print(f"[red]error:[/] {error}")
         raise typer.Exit(2) from error
+
+
+from flywheel import router_cli  # noqa: E402,F401  (registers `router`, `eval` and `replay` on the app)
+
+if __name__ == "__main__":
+    run_app()

@@ -52,7 +52,10 @@ class Router(_Rules):
 
 
 class Eval(_Rules):
-    max_per_app: Annotated[int, Meta(gt=0)] = 500
+    share: Annotated[float, Meta(gt=0, le=1)] = 0.05
+    pool: Annotated[list[Literal["train", "validation", "test"]], Meta(min_length=1)] = msgspec.field(
+        default_factory=lambda: ["validation", "test"])
+    max_items: Annotated[int, Meta(gt=0)] = 5000
 
 
 class Splits(_Rules):
@@ -103,7 +106,6 @@ def set_rule_variables(con: duckdb.DuckDBPyConnection, rules: Rules) -> None:
         "sft_min_quality": rules.sft.min_quality, "sft_include_corrected": rules.sft.include_corrected,
         "sft_token_limit": rules.sft.token_limit(),
         "pref_min_margin": rules.preferences.min_margin, "router_quality_bar": rules.router.quality_bar,
-        "eval_max_per_app": rules.eval.max_per_app,
     }
     for name, value in values.items():
         con.execute(f"SET VARIABLE {name} = ?", [value])
@@ -111,6 +113,13 @@ def set_rule_variables(con: duckdb.DuckDBPyConnection, rules: Rules) -> None:
 
 SPLITS_DDL = """
 CREATE SCHEMA IF NOT EXISTS curation;
+CREATE TABLE IF NOT EXISTS curation.eval_selection (
+    cluster_id   VARCHAR PRIMARY KEY,
+    app_id       VARCHAR,
+    stratum      VARCHAR NOT NULL,      -- the difficulty level: 0 (no known model was good) .. 10 (all were)
+    weight       DOUBLE NOT NULL,       -- the share of the app's prompts the item stands for
+    chosen_at    TIMESTAMPTZ NOT NULL
+);
 CREATE TABLE IF NOT EXISTS curation.splits (
     request_id   VARCHAR PRIMARY KEY,
     cluster_id   VARCHAR NOT NULL,      -- the cluster when the split was last confirmed
@@ -132,6 +141,48 @@ def prepare_for_models(con: duckdb.DuckDBPyConnection, rules: Rules | None = Non
     set_rule_variables(con, rules or load_rules())
     ensure_labeling_tables(con)
     ensure_splits_table(con)
+
+
+def choose_eval_items(con: duckdb.DuckDBPyConnection, rules: Rules) -> dict[str, int]:
+    """Replace curation.eval_selection with the eval set flywheel.evalsets chooses from marts.router_examples:
+    per app, eval.share of its prompts (at most eval.max_items in all) from the held-out splits in eval.pool.
+    Returns items per app."""
+    import numpy as np
+
+    from flywheel import evalsets
+
+    ensure_splits_table(con)
+    frame = con.execute("""
+        SELECT cluster_id, any_value(app_id) AS app_id, any_value(split) AS split, list(model ORDER BY model) AS models,
+               list(CASE WHEN quality_score IS NULL THEN NULL ELSE meets_bar::DOUBLE END ORDER BY model) AS good
+        FROM marts.router_examples GROUP BY cluster_id ORDER BY cluster_id""").pl()
+    con.execute("DELETE FROM curation.eval_selection")
+    if frame.is_empty():
+        return {}
+    models = sorted({m for row in frame["models"].to_list() for m in row})
+    column = {m: i for i, m in enumerate(models)}
+    good = np.full((len(frame), len(models)), np.nan)
+    for r, (names, values) in enumerate(zip(frame["models"].to_list(), frame["good"].to_list(), strict=True)):
+        for name, value in zip(names, values, strict=True):
+            good[r, column[name]] = np.nan if value is None else value
+    keys, apps = frame["cluster_id"].to_list(), frame["app_id"].to_list()
+    pool = frame["split"].is_in(rules.eval.pool).to_numpy()
+    chosen = []
+    for app in sorted(set(apps)):
+        rows = np.array([i for i, a in enumerate(apps) if a == app])
+        size = max(1, round(rules.eval.share * len(rows)))
+        picked = evalsets.choose(good[rows], [app] * len(rows), [keys[i] for i in rows], pool[rows], size)
+        chosen += [(keys[rows[i]], app, s.rsplit("|", 1)[1], float(w))
+                   for i, s, w in zip(picked.items, picked.strata, picked.weights, strict=True)]
+    if len(chosen) > rules.eval.max_items:  # a stable subset; each app's weights still sum to one
+        chosen = sorted(chosen, key=lambda c: hashlib.md5(c[0].encode()).hexdigest())[:rules.eval.max_items]
+        totals: dict[str, float] = {}
+        for _, app, _, weight in chosen:
+            totals[app] = totals.get(app, 0.0) + weight
+        chosen = [(c, a, s, w / totals[a]) for c, a, s, w in chosen]
+    if chosen:
+        con.executemany("INSERT INTO curation.eval_selection VALUES (?, ?, ?, ?, now())", chosen)
+    return dict(con.execute("SELECT app_id, count(*) FROM curation.eval_selection GROUP BY 1 ORDER BY 1").fetchall())
 
 
 def assign_splits(con: duckdb.DuckDBPyConnection, rules: Rules) -> dict[str, int]:

@@ -265,7 +265,7 @@ def _fsync_tree(folder: Path) -> None:
                 os.fsync(handle.fileno())
 
 
-def _point_latest(folder: Path, version: str) -> None:
+def point_latest(folder: Path, version: str) -> None:
     """Swap the `latest` link in one rename: a reader finds the old release or the new, never neither."""
     temporary = folder / f".latest-{uuid.uuid4().hex[:8]}"
     os.symlink(version, temporary)
@@ -357,7 +357,7 @@ def publish(con: duckdb.DuckDBPyConnection, releases: Path, dataset_name: str, r
     except BaseException:
         shutil.rmtree(incoming, ignore_errors=True)
         raise
-    _point_latest(folder, version)
+    point_latest(folder, version)
     return Published(dataset.name, version, folder / version, {s: rows.get(s, 0) for s in SPLITS})
 
 
@@ -389,7 +389,7 @@ def dataset_card(con: duckdb.DuckDBPyConnection, dataset: Dataset, relation: str
                                      "token_limit": rules.sft.token_limit()},
                              "preferences": {"min_margin": rules.preferences.min_margin},
                              "router": {"quality_bar": rules.router.quality_bar},
-                             "eval": {"max_per_app": rules.eval.max_per_app},
+                             "eval": {"share": rules.eval.share, "pool": rules.eval.pool},
                              "splits": {"train": rules.splits.train, "validation": rules.splits.validation,
                                         "test": rules.splits.test}}, indent=2),
                  "```", "",

@@ -1,5 +1,5 @@
 import dagster as dg
 
-from pipelines.defs.curation.assets import splits
+from pipelines.defs.curation.assets import eval_selection, splits
 
-defs = dg.Definitions(assets=[splits])
+defs = dg.Definitions(assets=[eval_selection, splits])

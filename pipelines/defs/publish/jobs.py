@@ -8,7 +8,8 @@ from pipelines.shared import WAREHOUSE_WRITE_TAGS
 publish_job = dg.define_asset_job(
     "publish_job",
     selection=(dg.AssetSelection.assets(dg.AssetKey(["intermediate", "int_signals"]),
-                                        dg.AssetKey(["curation", "splits"]))
+                                        dg.AssetKey(["curation", "splits"]),
+                                        dg.AssetKey(["curation", "eval_selection"]))
                | dg.AssetSelection.groups("marts", "releases")),
     description="Rebuild the quality signals, splits and marts, then publish a release of each curated dataset "
                 "whose rows changed.",
