@@ -105,3 +105,70 @@ def eval_report(
                                [(f["app"], f["prompts"], f"{f['items']:.0f}", f"{f['mae']:.4f}",
                                  f"{f['spearman']:.3f}") for f in document["fidelity"]]))
     console.print(f"report: {folder / 'report.md'}", soft_wrap=True)
+
+
+@app.command()
+def replay(
+    settings: Annotated[str | None, typer.Option(help="Replay settings (default: schemas/replay.yaml).")] = None,
+    prompts: Annotated[int | None, typer.Option(help="Prompt clusters this run (default: the settings').")] = None,
+    budget: Annotated[float | None, typer.Option(help="Hard cap in USD (default: the settings' budget_usd).")
+                      ] = None,
+    dry_run: Annotated[bool, typer.Option(help="List what would be asked and its worst-case cost; call nothing.")
+                       ] = False,
+    home: HomeOption = None,
+) -> None:
+    """Ask the candidate models of schemas/replay.yaml the logged prompts they have not answered (a budgeted
+    sample, spread over apps), grade the answers (a verifiable check, else the judge) and ingest them as
+    interactions and outcomes marked source=replay, so the next release's router_examples knows every model.
+    Calls are capped in USD, concurrent, retried on 429/5xx/timeouts and cached: nothing is paid for twice."""
+    import os
+    from pathlib import Path
+
+    import msgspec
+
+    from flywheel import warehouse
+    from flywheel.ingest import ingest_file
+    from flywheel.pricing import estimate_tokens
+    from flywheel.replay.run import run_replay, select_tasks
+    from flywheel.replay.settings import SETTINGS, load_settings
+
+    where = Home.from_env(home).ensure()
+    chosen = load_settings(Path(settings) if settings else SETTINGS)
+    if budget is not None:
+        chosen = msgspec.structs.replace(chosen, budget_usd=budget)
+    with warehouse.session(where, on_wait=console.print) as con:
+        if not con.execute("""SELECT count(*) FROM duckdb_tables()
+                              WHERE schema_name = 'marts' AND table_name = 'router_examples'""").fetchall()[0][0]:
+            console.print("[red]error:[/] nothing to replay yet: run `flywheel publish` (it builds the marts) first")
+            raise typer.Exit(2)
+        from flywheel.curation import load_rules, set_rule_variables
+
+        set_rule_variables(con, load_rules())
+        tasks = select_tasks(con, chosen, prompts)
+        calls = sum(len(t.missing) for t in tasks)
+        by_name = {c.name: c for c in chosen.candidates}
+        worst = sum(by_name[n].pricing().cost(estimate_tokens(t.messages), chosen.max_tokens)
+                    for t in tasks for n in t.missing)
+        console.print(f"{len(tasks):,} prompts, {calls:,} answers missing; worst case ${worst:.4f} "
+                      f"(cap ${chosen.budget_usd:.2f})")
+        if dry_run or not tasks:
+            return
+        with _progress_with_spend() as bar:
+            task = bar.add_task("replaying", total=calls, spent=0.0)
+            report = run_replay(con, chosen, tasks, where.landing / "replay", dict(os.environ),
+                                cache_path=where.root / "replay" / "cache.sqlite",
+                                on_progress=lambda done, total, spent: bar.update(task, completed=done, spent=spent))
+        if report.events_file:
+            ingest_file(con, report.events_file)
+    console.print(f"asked {report.calls:,}, from cache {report.cached:,}, failed {report.failed:,}, over budget "
+                  f"{report.over_budget:,}; graded {report.graded or 'none'}; spent ${report.spent_usd:.4f}")
+    if report.events_file:
+        console.print(f"stored as {report.events_file} and ingested; `flywheel publish` puts them in "
+                      "router_examples", soft_wrap=True)
+
+
+def _progress_with_spend():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("${task.fields[spent]:.4f}"), TimeElapsedColumn(), console=console)

@@ -2,6 +2,7 @@
 -- score and its usual source, mean cost, latency and tokens), whether it meets router.quality_bar, and the cluster's
 -- label: the cheapest model that meets the bar (cost unknown counts as most expensive). Features of the prompt: app,
 -- lengths, and the offline text embedding of the user's last message. Any number of models; one answer is enough.
+-- Failed calls are left out: they say nothing of a model's quality.
 WITH answers AS (
     SELECT m.cluster_id, i.request_id, i.ts, i.app_id, i.model, i.prompt_text, length(i.prompt_text) AS prompt_chars,
            i.n_messages,
@@ -10,6 +11,7 @@ WITH answers AS (
     JOIN intermediate.int_cluster_members m USING (request_id)
     JOIN intermediate.int_signals s USING (request_id)
     JOIN curation.splits sp USING (request_id)
+    WHERE i.error IS NULL
 ),
 usual_source AS (  -- the most frequent source of a model's scores on the cluster (ties: the last by name)
     SELECT cluster_id, model, arg_max(quality_source, (n, quality_source)) AS quality_source

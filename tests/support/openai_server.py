@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 import uuid
@@ -12,6 +13,11 @@ from typing import Any
 
 def _answer(body: dict[str, Any]) -> str:
     last = body["messages"][-1].get("content") or ""
+    if body.get("model") == "calc-model":  # solves "What is a + b?" and answers in JSON
+        numbers = [int(n) for n in re.findall(r"\d+", last)]
+        return json.dumps({"reasoning": "added them", "answer": str(sum(numbers))})
+    if body.get("model") == "judge-model":
+        return "4"
     return f"echo: {last}"[:200]
 
 
@@ -29,6 +35,12 @@ class _Handler(BaseHTTPRequestHandler):
         if body.get("model") == "broken-model":
             self._json(500, {"error": {"message": "upstream exploded", "type": "server_error"}})
             return
+        fault = self.server.faults.pop(0) if self.server.faults else None  # type: ignore[attr-defined]
+        if fault in (429, 500, 503):
+            self._json(fault, {"error": {"message": f"injected {fault}", "type": "injected"}})
+            return
+        if fault == "slow":
+            time.sleep(self.server.slow_s)  # type: ignore[attr-defined]
         text = _answer(body)
         completion_id = f"chatcmpl-{uuid.uuid4().hex[:12]}"
         usage = {"prompt_tokens": 11, "completion_tokens": len(text.split()), "total_tokens": 11 + len(text.split())}
@@ -70,6 +82,8 @@ class OpenAICompatibleServer:
     def __init__(self) -> None:
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self.httpd.requests = []  # type: ignore[attr-defined]
+        self.httpd.faults = []  # type: ignore[attr-defined]  # what the next requests get: 429, 500, 503, "slow"
+        self.httpd.slow_s = 2.0  # type: ignore[attr-defined]
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     @property
@@ -79,6 +93,11 @@ class OpenAICompatibleServer:
     @property
     def requests(self) -> list[dict[str, Any]]:
         return self.httpd.requests  # type: ignore[attr-defined]
+
+    def inject(self, *faults: int | str, slow_s: float = 2.0) -> None:
+        """The next requests fail with these statuses (or reply after `slow_s` seconds for "slow"), in order."""
+        self.httpd.faults.extend(faults)  # type: ignore[attr-defined]
+        self.httpd.slow_s = slow_s  # type: ignore[attr-defined]
 
     def __enter__(self) -> OpenAICompatibleServer:
         self.thread.start()

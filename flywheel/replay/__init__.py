@@ -1,0 +1,1 @@
+"""Counterfactual replay: other models' answers to logged prompts, graded, stored like any other traffic."""
