@@ -51,8 +51,8 @@ def choose(good: np.ndarray, apps: list[str], keys: list[str], pool: np.ndarray,
     spread = np.empty(len(strata))
     for h, s in enumerate(strata):
         rows = good[labels == s]
-        rate = np.nanmean(np.where(np.isnan(rows), np.nan, rows), axis=0) if rows.size else np.array([])
-        rate = rate[~np.isnan(rate)]
+        seen = (~np.isnan(rows)).sum(0)
+        rate = (np.nan_to_num(rows).sum(0)[seen > 0] / seen[seen > 0]) if rows.size else np.array([])
         spread[h] = max(MIN_SPREAD, float(np.sqrt((rate * (1 - rate)).mean()))) if rate.size else 0.5
     size = int(min(size, available.sum()))
     # every stratum first gets one item (when the budget allows): a stratum left out would be estimated by the

@@ -57,18 +57,20 @@ def select_tasks(con: duckdb.DuckDBPyConnection, settings: ReplaySettings, promp
         ),
         reference AS (
             SELECT cluster_id,
-                   arg_max(coalesce(correction, response_text), (corrected, quality_score, request_id)) AS answer
+                   arg_max(response_text, (corrected, quality_score, request_id)) AS answer
             FROM marts.curated_interactions
             WHERE corrected OR (quality_source IN ('human', 'outcome') AND quality_score >= getvariable('quality_bar'))
             GROUP BY cluster_id
         )
-        SELECT c.cluster_id, c.app_id, c.prompt_request_id, a.models, i.messages::JSON, i.params::JSON,
+        SELECT c.cluster_id, c.app_id, c.prompt_request_id, a.models, i.messages::JSON, any_value(ri.params)::JSON,
                r.answer, count(*) OVER (PARTITION BY c.app_id) AS app_clusters,
                row_number() OVER (PARTITION BY c.app_id ORDER BY md5(c.cluster_id)) AS rank_in_app
         FROM clusters c JOIN answered a USING (cluster_id)
         JOIN intermediate.int_interactions i ON i.request_id = c.prompt_request_id
+        LEFT JOIN raw.interactions ri ON ri.request_id = c.prompt_request_id  -- its response_format, if any
         LEFT JOIN reference r USING (cluster_id)
         WHERE len(list_filter(?::VARCHAR[], n -> NOT list_contains(a.models, n))) > 0
+        GROUP BY c.cluster_id, c.app_id, c.prompt_request_id, a.models, i.messages, r.answer
     """, [names]).fetchall()
     limit = prompts or settings.prompts
     total = sum(1 for _ in rows)

@@ -21,7 +21,7 @@ def ask(rng: random.Random, a: int, b: int) -> str:
     return f"{story.capitalize()}. What is {a} + {b}?"
 
 
-def arithmetic_traffic(path: Path, prompts: int = 400, seed: int = 3) -> Path:
+def arithmetic_traffic(path: Path, prompts: int = 400, seed: int = 3, graded: bool = True) -> Path:
     rng = random.Random(seed)
     lines = []
     for p in range(prompts):
@@ -36,6 +36,7 @@ def arithmetic_traffic(path: Path, prompts: int = 400, seed: int = 3) -> Path:
                                      messages=[{"role": "user", "content": question}],
                                      response={"role": "assistant", "content": f'{{"answer": "{answer}"}}'},
                                      timestamp=f"2026-11-0{1 + p % 3}T10:{p % 60:02d}:00Z"))
-            lines.append(feedback(request_id, feedback_type="task_success", source="grader", success=right,
-                                  timestamp=f"2026-11-0{1 + p % 3}T11:00:00Z"))
+            if graded:
+                lines.append(feedback(request_id, feedback_type="task_success", source="grader", success=right,
+                                      timestamp=f"2026-11-0{1 + p % 3}T11:00:00Z"))
     return write_lines(path, lines)
