@@ -26,6 +26,7 @@ EXPECTED_ASSET_KEYS = {
     "labeling/queue",
     "labeling/labels",
     "intermediate/int_signals",
+    "curation/eval_selection",
     "curation/splits",
     "marts/curated_interactions",
     "marts/sft_examples",
@@ -35,6 +36,7 @@ EXPECTED_ASSET_KEYS = {
     "releases/curated_interactions",
     "releases/sft_examples",
     "releases/preference_pairs",
+    "releases/router",
     "releases/router_examples",
     "releases/eval_items",
 }

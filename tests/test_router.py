@@ -66,10 +66,9 @@ def test_a_router_that_knows_the_answers_beats_the_hull_and_one_that_guesses_doe
 # -- on a published release ----------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def routed_home(tmp_path_factory) -> Home:
-    from pipelines.launch import publish
-
     from flywheel import warehouse
     from flywheel.ingest import ingest_file
+    from pipelines.launch import publish
 
     home = Home(tmp_path_factory.mktemp("router")).ensure()
     with warehouse.session(home) as con:

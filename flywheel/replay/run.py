@@ -78,7 +78,7 @@ def select_tasks(con: duckdb.DuckDBPyConnection, settings: ReplaySettings, promp
     for row in rows:
         by_app.setdefault(row[1], []).append(row)
     chosen = []
-    for app, members in sorted(by_app.items()):
+    for _, members in sorted(by_app.items()):
         share = max(1, round(limit * len(members) / max(total, 1)))
         chosen += sorted(members, key=lambda r: r[8])[:share]
     chosen = sorted(chosen, key=lambda r: (r[8] / r[7], r[0]))[:limit]  # the same share of each app first

@@ -9,10 +9,12 @@ from pathlib import Path
 
 from tests.factories import feedback, interaction, write_lines
 
-WORDS = ("apple river stone cloud market violin garden pencil rocket candle forest harbor ladder mirror "
-         "orange planet saddle ticket velvet window yellow zebra anchor bridge castle desert engine falcon glacier "
-         "hammer island jacket kettle lemon meadow needle oyster parrot quartz ribbon silver tunnel umbrella valley "
-         "walnut galaxy harvest lantern marble nectar orchard pepper quiver raven spider timber").split()
+_VOCABULARY = ("apple river stone cloud market violin garden pencil rocket candle forest harbor ladder mirror "
+               "orange planet saddle ticket velvet window yellow zebra anchor bridge castle desert engine "
+               "falcon glacier hammer island jacket kettle lemon meadow needle oyster parrot quartz ribbon "
+               "silver tunnel umbrella valley walnut galaxy harvest lantern marble nectar orchard pepper "
+               "quiver raven spider timber")
+WORDS = tuple(_VOCABULARY.split())
 MODELS = {"cheap": "gpt-4.1-nano", "mid": "gpt-4o-mini", "strong": "gpt-4o"}  # priced in schemas/prices.yaml
 
 

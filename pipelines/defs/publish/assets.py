@@ -44,3 +44,39 @@ def _release_asset(name: str) -> dg.AssetsDefinition:
 
 
 release_assets = [_release_asset(name) for name in DATASETS]
+
+
+@dg.asset(
+    key=["releases", "router"],
+    deps=[dg.AssetKey(["releases", "router_examples"])],
+    group_name="releases",
+    kinds={"numpy", "python"},
+    pool=WAREHOUSE_POOL,
+    code_version=CODE_VERSION,
+    description="A router trained on the latest router_examples release's train split and scored on its test "
+                "split (flywheel/router/, settings in schemas/router.yaml), stored under "
+                "FLYWHEEL_HOME/releases/routers/<release>-<digest>/ with its report and cost/quality plot. "
+                "Production code loads it with flywheel.route.Router.load().",
+)
+def router(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    from flywheel.router.store import evaluate_router, train
+
+    releases = warehouse.layout.releases
+    try:
+        trained = train(releases)
+    except (LookupError, ValueError) as error:  # no release yet, or too few prompts with outcomes
+        return dg.MaterializeResult(metadata={"trained": False, "why": str(error)})
+    metadata = {"trained": True, "router_version": trained.version, "new": trained.new,
+                "path": dg.MetadataValue.path(str(trained.folder)),
+                "training_prompts": trained.model.trained_on["prompts"], "models": len(trained.model.models)}
+    try:
+        folder, result = evaluate_router(releases, trained.version)
+    except ValueError as error:  # a test split without every model's outcome: replay first
+        return dg.MaterializeResult(metadata={**metadata, "evaluated": False, "why": str(error)})
+    summary = {k: v for k, v in result.summary().items() if v is not None}
+    return dg.MaterializeResult(metadata={
+        **metadata, "evaluated": True, **summary,
+        "report": dg.MetadataValue.md((folder / "report.md").read_text().replace("![cost/quality curve](curve.png)",
+                                                                                  "")),
+        "plot": dg.MetadataValue.path(str(folder / "curve.png")),
+    })
