@@ -224,6 +224,10 @@ def _publish_summary(run: dg.ExecuteInProcessResult) -> str:
         key, metadata = event.asset_key, event.step_materialization_data.materialization.metadata
         if key.path[0] != "releases":
             continue
+        if key.path[-1] == "router":
+            parts.append(f"router {metadata['router_version'].value}" if metadata["trained"].value
+                         else "no router yet")
+            continue
         if metadata["published"].value:
             parts.append(f"{key.path[-1]} {metadata['version'].value} ({metadata['rows_total'].value:,} rows)")
         else:

@@ -44,6 +44,11 @@ class Evaluation:
     operating_points: list[dict[str, Any]] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
+        """The headline figures as plain numbers (None where a quality is never reached)."""
+        figures = self._figures()
+        return {k: v if v is None or isinstance(v, int) else float(v) for k, v in figures.items()}
+
+    def _figures(self) -> dict[str, Any]:
         return {"aiq": self.aiq, "aiq_gain_over_hull": self.aiq_gain_over_hull,
                 "aiq_gain_ci_low": self.aiq_gain_ci[0], "aiq_gain_ci_high": self.aiq_gain_ci[1],
                 "accuracy_at_quarter_cost_ratio": self.accuracy_at_quarter_cost_ratio,
@@ -94,8 +99,8 @@ def evaluate(model: RouterModel, test: Examples, *, bootstrap: int = 1000, seed:
         aiq_gain_ci=[float(np.quantile(gains, 0.025)), float(np.quantile(gains, 0.975))],
         apgr=metrics.apgr(pgr), cpt={str(int(t * 100)): metrics.cpt(pgr, t) for t in (0.5, 0.8, 0.95)},
         accuracy_at_quarter_cost_ratio=float(np.nan_to_num(at_quarter) / best_quality),
-        cost_ratio_at_best_accuracy=None if reach is None else reach / best_cost,
-        cost_saved_at_best_accuracy=None if reach is None else 1 - reach / best_cost,
+        cost_ratio_at_best_accuracy=None if reach is None else float(reach / best_cost),
+        cost_saved_at_best_accuracy=None if reach is None else float(1 - reach / best_cost),
         operating_points=_operating_points(model, choices, points, best_quality))
 
 
