@@ -161,7 +161,7 @@ def replay(
         if report.events_file:
             ingest_file(con, report.events_file)
     console.print(f"asked {report.calls:,}, from cache {report.cached:,}, failed {report.failed:,}, over budget "
-                  f"{report.over_budget:,}; graded {report.graded or 'none'}; spent ${report.spent_usd:.4f}")
+                  f"{report.over_budget:,}; graded {report.graded or 'none'}; spent ${report.spent_usd:.6f}")
     if report.events_file:
         console.print(f"stored as {report.events_file} and ingested; `flywheel publish` puts them in "
                       "router_examples", soft_wrap=True)

@@ -12,20 +12,13 @@ import yaml
 
 from flywheel import warehouse
 from flywheel.settings import Home
-from tests.support.arithmetic import arithmetic_traffic
+from tests.support.arithmetic import published_home
 from tests.test_cli import run_cli
 
 
 @pytest.fixture(scope="module")
 def replay_source(tmp_path_factory) -> Home:
-    from flywheel.ingest import ingest_file
-    from pipelines.launch import publish
-
-    home = Home(tmp_path_factory.mktemp("replay")).ensure()
-    with warehouse.session(home) as con:
-        ingest_file(con, arithmetic_traffic(home.root / "calculator.jsonl", prompts=40))
-    assert publish(home).success
-    return home
+    return published_home(tmp_path_factory.mktemp("replay"), prompts=40)
 
 
 @pytest.fixture
@@ -131,13 +124,7 @@ def test_a_slow_reply_times_out_and_is_retried(replay_home, openai_server, tmp_p
 
 
 def test_without_a_reference_the_judge_grades_and_a_missing_key_is_named(openai_server, tmp_path):
-    from flywheel.ingest import ingest_file
-    from pipelines.launch import publish
-
-    replay_home = Home(tmp_path / "ungraded").ensure()  # no verified answers: nothing to check against
-    with warehouse.session(replay_home) as con:
-        ingest_file(con, arithmetic_traffic(replay_home.root / "calculator.jsonl", prompts=5, graded=False))
-    assert publish(replay_home).success
+    replay_home = published_home(tmp_path / "ungraded", prompts=5, graded=False)  # nothing to check against
     settings = _settings(tmp_path / "replay.yaml", openai_server.base_url, ["echo-model"], prompts=2)
     _replay(replay_home, settings)
     rows = _replayed(replay_home)

@@ -16,7 +16,7 @@ from flywheel import evalsets
 from flywheel.capture import EventSink, capture
 from flywheel.router import metrics
 from flywheel.settings import Home
-from tests.support.arithmetic import MODELS, arithmetic_traffic, ask
+from tests.support.arithmetic import MODELS, ask, published_home
 from tests.test_cli import run_cli
 
 
@@ -66,15 +66,7 @@ def test_a_router_that_knows_the_answers_beats_the_hull_and_one_that_guesses_doe
 # -- on a published release ----------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def routed_home(tmp_path_factory) -> Home:
-    from flywheel import warehouse
-    from flywheel.ingest import ingest_file
-    from pipelines.launch import publish
-
-    home = Home(tmp_path_factory.mktemp("router")).ensure()
-    with warehouse.session(home) as con:
-        ingest_file(con, arithmetic_traffic(home.root / "calculator.jsonl", prompts=400))
-    assert publish(home).success
-    return home
+    return published_home(tmp_path_factory.mktemp("router"), prompts=400)
 
 
 @pytest.fixture

@@ -42,3 +42,17 @@ def arithmetic_traffic(path: Path, prompts: int = 400, seed: int = 3, graded: bo
                 lines.append(feedback(request_id, feedback_type="task_success", source="grader", success=right,
                                       timestamp=f"2026-11-0{1 + p % 3}T11:00:00Z"))
     return write_lines(path, lines)
+
+
+def published_home(root: Path, prompts: int, graded: bool = True):
+    """A home with the workload ingested and published through the Dagster publish job."""
+    from flywheel import warehouse
+    from flywheel.ingest import ingest_file
+    from flywheel.settings import Home
+    from pipelines.launch import publish
+
+    home = Home(root).ensure()
+    with warehouse.session(home) as con:
+        ingest_file(con, arithmetic_traffic(home.root / "calculator.jsonl", prompts=prompts, graded=graded))
+    assert publish(home).success
+    return home
