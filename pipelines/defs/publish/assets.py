@@ -64,14 +64,15 @@ def router(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> d
     releases = warehouse.layout.releases
     try:
         trained = train(releases)
-    except (LookupError, ValueError) as error:  # no release yet, or too few prompts with outcomes
-        return dg.MaterializeResult(metadata={"trained": False, "why": str(error)})
+    except Exception as error:  # no release yet, too few prompts: the releases stand without a router
+        context.log.warning(f"no router trained: {type(error).__name__}: {error}")
+        return dg.MaterializeResult(metadata={"trained": False, "why": f"{type(error).__name__}: {error}"})
     metadata = {"trained": True, "router_version": trained.version, "new": trained.new,
                 "path": dg.MetadataValue.path(str(trained.folder)),
                 "training_prompts": trained.model.trained_on["prompts"], "models": len(trained.model.models)}
     try:
         folder, result = evaluate_router(releases, trained.version)
-    except ValueError as error:  # a test split without every model's outcome: replay first
+    except Exception as error:  # e.g. a test split without every model's outcome: replay first
         return dg.MaterializeResult(metadata={**metadata, "evaluated": False, "why": str(error)})
     summary = {k: v for k, v in result.summary().items() if v is not None}
     return dg.MaterializeResult(metadata={
