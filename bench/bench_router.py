@@ -89,11 +89,8 @@ def main() -> None:
 
     every = sorted((home.releases / "router_examples" / "latest" / "data").glob("*.parquet"))
     examples = read_examples(every)
-    import polars as pl
-
-    splits = dict(pl.read_parquet(every).group_by("cluster_id").agg(pl.col("split").first()).iter_rows())
     rules = load_rules()
-    pool = np.array([splits[c] in rules.eval.pool for c in examples.clusters])
+    pool = np.array([split in rules.eval.pool for split in examples.splits])
     base_mae, base_rho = uniform_baseline(examples, pool, rules.eval.share)
 
     best = result.single[result.most_accurate]

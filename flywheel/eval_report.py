@@ -37,10 +37,7 @@ def build(releases: Path, version: str | None = None, repeats: int = 1000) -> tu
     router_version = resolve(releases, "router_examples", None)
     examples = read_examples(_parquets(releases, "router_examples", router_version))
     rules = load_rules()
-    splits = pl.read_parquet(_parquets(releases, "router_examples", router_version)).group_by("cluster_id").agg(
-        pl.col("split").first())
-    split_of = dict(zip(splits["cluster_id"].to_list(), splits["split"].to_list(), strict=True))
-    pool = np.array([split_of[c] in rules.eval.pool for c in examples.clusters])
+    pool = np.array([split in rules.eval.pool for split in examples.splits])
     fidelity = evalsets.leave_one_model_out(examples.quality, examples.good, examples.apps, examples.clusters,
                                             examples.models, pool, rules.eval.share)
     document = {"eval_items": eval_version, "router_examples": router_version, "share": rules.eval.share,

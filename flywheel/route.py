@@ -21,11 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from flywheel.capture import AUTO
 from flywheel.router.model import RouterModel
-from flywheel.router.store import SETTINGS, router_path
+from flywheel.router.store import load_routing, router_path
 
 __all__ = ["AUTO", "Route", "Router"]
 
@@ -75,7 +74,7 @@ class Router:
 
             home = Home.from_env(folder) if folder is not None else Home.from_env()
             folder = router_path(home.releases)
-        settings = (yaml.safe_load(SETTINGS.read_text(encoding="utf-8")) or {}).get("routing", {})
+        settings = load_routing()
         return cls(RouterModel.load(folder),
                    willingness_to_pay=settings.get("willingness_to_pay", 0.01) if willingness_to_pay is None
                    else willingness_to_pay,

@@ -73,7 +73,7 @@ def select_tasks(con: duckdb.DuckDBPyConnection, settings: ReplaySettings, promp
         GROUP BY c.cluster_id, c.app_id, c.prompt_request_id, a.models, i.messages, r.answer
     """, [names]).fetchall()
     limit = prompts or settings.prompts
-    total = sum(1 for _ in rows)
+    total = len(rows)
     by_app: dict[str, list] = {}
     for row in rows:
         by_app.setdefault(row[1], []).append(row)

@@ -66,7 +66,7 @@ def evaluate(model: RouterModel, test: Examples, *, bootstrap: int = 1000, seed:
         raise ValueError(f"only {len(test.clusters)} test prompts have an outcome and a cost from every one of the "
                          f"router's {len(model.models)} models (at least {MIN_PROMPTS} are needed): replay the "
                          f"others' answers first (`flywheel replay`)")
-    chances = model.chances(test.embeddings, _shapes(test))
+    chances = model.chances(test.embeddings, test.shapes())
     expected = model.expected_costs(test.tokens_in)
     choices = np.stack([model.choose(chances, expected, w) for w in WILLINGNESS])
     quality, cost = test.quality, test.cost
@@ -102,12 +102,6 @@ def evaluate(model: RouterModel, test: Examples, *, bootstrap: int = 1000, seed:
         cost_ratio_at_best_accuracy=None if reach is None else float(reach / best_cost),
         cost_saved_at_best_accuracy=None if reach is None else float(1 - reach / best_cost),
         operating_points=_operating_points(model, choices, points, best_quality))
-
-
-def _shapes(test: Examples) -> np.ndarray:
-    from flywheel.router.features import shapes
-
-    return shapes(test.texts, test.turns)
 
 
 def _operating_points(model: RouterModel, choices: np.ndarray, points: list[dict[str, float]],

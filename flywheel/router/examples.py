@@ -16,6 +16,7 @@ from flywheel.router.model import Training
 class Examples:
     clusters: list[str]
     apps: list[str]
+    splits: list[str]
     models: list[str]
     texts: list[str]
     turns: list[int]
@@ -30,17 +31,21 @@ class Examples:
         columns = [self.models.index(m) for m in models]
         rows = ~np.isnan(self.quality[:, columns]).any(1) & ~np.isnan(self.cost[:, columns]).any(1)
         pick = np.nonzero(rows)[0]
-        return Examples([self.clusters[i] for i in pick], [self.apps[i] for i in pick], list(models),
+        return Examples([self.clusters[i] for i in pick], [self.apps[i] for i in pick],
+                        [self.splits[i] for i in pick], list(models),
                         [self.texts[i] for i in pick], [self.turns[i] for i in pick], self.embeddings[pick],
                         self.tokens_in[pick], self.good[np.ix_(pick, columns)], self.quality[np.ix_(pick, columns)],
                         self.cost[np.ix_(pick, columns)])
+
+    def shapes(self) -> np.ndarray:
+        return shapes(self.texts, self.turns)
 
     def training(self) -> Training:
         points = {}
         for m, model in enumerate(self.models):
             known = ~np.isnan(self.cost[:, m])
             points[model] = (self.tokens_in[known], self.cost[known, m])
-        return Training(self.models, self.embeddings, shapes(self.texts, self.turns), self.good, points)
+        return Training(self.models, self.embeddings, self.shapes(), self.good, points)
 
 
 def read_examples(files: list[Path] | Path) -> Examples:
@@ -50,7 +55,7 @@ def read_examples(files: list[Path] | Path) -> Examples:
         raise ValueError(f"no router examples in {files}")
     frame = frame.sort("cluster_id", "model")
     prompts = frame.group_by("cluster_id", maintain_order=True).agg(
-        pl.col("app_id").first(), pl.col("prompt_text").first(), pl.col("n_messages").first(),
+        pl.col("app_id").first(), pl.col("split").first(), pl.col("prompt_text").first(), pl.col("n_messages").first(),
         pl.col("prompt_embedding").first(), pl.col("tokens_in").min())
     models = sorted(frame["model"].unique().to_list())
     index = {c: i for i, c in enumerate(prompts["cluster_id"].to_list())}
@@ -65,7 +70,7 @@ def read_examples(files: list[Path] | Path) -> Examples:
 
     good = matrix(frame["meets_bar"])
     good[np.isnan(matrix(frame["quality_score"]))] = np.nan  # no score, no verdict
-    return Examples(prompts["cluster_id"].to_list(), prompts["app_id"].to_list(), models,
+    return Examples(prompts["cluster_id"].to_list(), prompts["app_id"].to_list(), prompts["split"].to_list(), models,
                     prompts["prompt_text"].fill_null("").to_list(), prompts["n_messages"].fill_null(1).to_list(),
                     np.asarray(prompts["prompt_embedding"].to_list(), dtype=np.float32),
                     prompts["tokens_in"].cast(pl.Float64).fill_null(0).to_numpy(), good,

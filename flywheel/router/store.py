@@ -25,8 +25,17 @@ ROUTERS = "routers"
 SETTINGS = SCHEMAS_DIR / "router.yaml"
 
 
+def _settings(path: Path) -> dict:
+    return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+
+
+def load_routing(path: Path = SETTINGS) -> dict:
+    """The `routing:` section: the production defaults of flywheel.route."""
+    return _settings(path).get("routing", {})
+
+
 def load_config(path: Path = SETTINGS) -> RouterConfig:
-    document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    document = _settings(path)
     known = set(RouterConfig.__dataclass_fields__)
     unknown = set(document.get("model", {})) - known
     if unknown:
