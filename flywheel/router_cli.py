@@ -110,8 +110,9 @@ def eval_report(
 @app.command()
 def replay(
     settings: Annotated[str | None, typer.Option(help="Replay settings (default: schemas/replay.yaml).")] = None,
-    prompts: Annotated[int | None, typer.Option(help="Prompt clusters this run (default: the settings').")] = None,
-    budget: Annotated[float | None, typer.Option(help="Hard cap in USD (default: the settings' budget_usd).")
+    prompts: Annotated[int | None, typer.Option(min=1, help="Prompt clusters this run (default: the settings').")
+                       ] = None,
+    budget: Annotated[float | None, typer.Option(min=0, help="Hard cap in USD (default: the settings' budget_usd).")
                       ] = None,
     dry_run: Annotated[bool, typer.Option(help="List what would be asked and its worst-case cost; call nothing.")
                        ] = False,
