@@ -64,6 +64,15 @@ class PriceTable:
         return None
 
 
+def base_name(model: str) -> str:
+    """The model without provider prefix, dated snapshot or variant suffix: gpt-4o-mini-2024-07-18 and
+    openai/gpt-4o-mini are both gpt-4o-mini."""
+    name = model.lower().split("/")[-1]
+    while (stripped := _SNAPSHOT_SUFFIX.sub("", name)) not in (name, ""):
+        name = stripped
+    return name
+
+
 @cache
 def default_price_table() -> PriceTable:
     return PriceTable.load()

@@ -131,7 +131,7 @@ def replay(
     from flywheel.ingest import ingest_file
     from flywheel.pricing import estimate_tokens
     from flywheel.replay.run import run_replay, select_tasks
-    from flywheel.replay.settings import SETTINGS, load_settings
+    from flywheel.replay.settings import SETTINGS, as_logged, load_settings
 
     where = Home.from_env(home).ensure()
     chosen = load_settings(Path(settings) if settings else SETTINGS)
@@ -145,6 +145,10 @@ def replay(
         from flywheel.curation import load_rules, set_rule_variables
 
         set_rule_variables(con, load_rules())
+        logged = [m for (m,) in con.execute("SELECT DISTINCT model FROM marts.router_examples").fetchall()]
+        chosen, renamed = as_logged(chosen, logged)
+        for name, known in renamed.items():
+            console.print(f"candidate {name} is {known} in the logs: its answers are stored as {known}")
         tasks = select_tasks(con, chosen, prompts)
         calls = sum(len(t.missing) for t in tasks)
         by_name = {c.name: c for c in chosen.candidates}

@@ -69,6 +69,15 @@ def test_answers_are_graded_by_the_reference_and_reach_router_examples(replay_ho
     assert known == {"calc-model": 1.0, "echo-model": 0.0}
 
 
+def test_a_candidate_named_by_its_alias_is_the_logged_snapshot(replay_home, openai_server, tmp_path):
+    """The logs call it gpt-4o-mini; the settings name its dated snapshot: one model, asked nothing it answered."""
+    settings = _settings(tmp_path / "replay.yaml", openai_server.base_url, ["gpt-4o-mini-2024-07-18", "calc-model"])
+    result = _replay(replay_home, settings)
+    assert "gpt-4o-mini-2024-07-18 is gpt-4o-mini in the logs" in result.stderr
+    assert "asked 10" in result.stderr, result.stderr
+    assert {model for model, *_ in _replayed(replay_home)} == {"calc-model"}
+
+
 def test_nothing_is_paid_for_twice(replay_home, openai_server, tmp_path):
     settings = _settings(tmp_path / "replay.yaml", openai_server.base_url, ["calc-model"], prompts=5)
     _replay(replay_home, settings)
@@ -132,6 +141,26 @@ def test_without_a_reference_the_judge_grades_and_a_missing_key_is_named(openai_
     missing = run_cli("replay", "--settings", str(other), home=replay_home.root, check=False,
                       env={"REPLAY_TEST_KEY": ""})
     assert missing.returncode == 1 and "REPLAY_TEST_KEY" in missing.stderr
+
+
+def test_a_pairwise_judge_asks_both_orders_so_a_position_bias_decides_nothing(openai_server, tmp_path):
+    """The test judge prefers a real answer to an echo, and between two real answers the one shown first: the
+    echo loses in both orders (1 of 3), the real answer wins once and loses once, a tie (2 of 3)."""
+    replay_home = published_home(tmp_path / "ungraded", prompts=4, graded=False)
+    settings = _settings(tmp_path / "replay.yaml", openai_server.base_url, ["echo-model", "calc-model"], prompts=2)
+    document = yaml.safe_load(settings.read_text())
+    document["judge"]["mode"] = "pairwise"
+    settings.write_text(yaml.safe_dump(document))
+    before = len(openai_server.requests)
+    _replay(replay_home, settings)
+    judged = [r for r in openai_server.requests[before:] if r["model"] == "judge-model"]
+    assert len(judged) == 2 * 2 * 2  # two prompts, two candidates, both orders
+    with warehouse.session(replay_home, read_only=True) as con:
+        verdicts = con.execute("""
+            SELECT i.model, f.source, f.rating, f.rating_scale FROM raw.interactions i JOIN raw.feedback f
+            USING (request_id) WHERE list_contains(i.tags, 'replay') ORDER BY ALL""").fetchall()
+    assert verdicts == [("calc-model", "replay-judge:pairwise", 2.0, 3.0)] * 2 + \
+        [("echo-model", "replay-judge:pairwise", 1.0, 3.0)] * 2
 
 
 def test_bad_settings_name_the_file_and_the_key(replay_home, tmp_path):

@@ -15,6 +15,7 @@ from typing import Any
 _JSON_BLOCK = re.compile(r"\{.*\}", re.DOTALL)
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 _SCORE = re.compile(r"\b([1-5])\b")
+_CHOICE = re.compile(r"\b(A|B|TIE)\b", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -68,8 +69,12 @@ def check(answer: str | None, reference: str | None, response_format: dict[str, 
     return Grade(" ".join((given or "").lower().split()) == " ".join((expected or "").lower().split()), "exact")
 
 
+def _request(messages: list[dict[str, Any]]) -> str:
+    return "\n".join(f"{m.get('role')}: {m.get('content')}" for m in messages if m.get("role") != "system")
+
+
 def judge_messages(rubric: str, messages: list[dict[str, Any]], answer: str) -> list[dict[str, Any]]:
-    request = "\n".join(f"{m.get('role')}: {m.get('content')}" for m in messages if m.get("role") != "system")
+    request = _request(messages)
     return [{"role": "system", "content": rubric},
             {"role": "user", "content": f"Request:\n{request}\n\nAnswer:\n{answer}\n\nScore (1-5):"}]
 
@@ -77,3 +82,23 @@ def judge_messages(rubric: str, messages: list[dict[str, Any]], answer: str) -> 
 def judge_score(reply: str | None) -> int | None:
     found = _SCORE.search(reply or "")
     return int(found.group(1)) if found else None
+
+
+def pairwise_messages(rubric: str, messages: list[dict[str, Any]], first: str, second: str) -> list[dict[str, Any]]:
+    return [{"role": "system", "content": rubric},
+            {"role": "user", "content": f"Request:\n{_request(messages)}\n\nAnswer A:\n{first}\n\n"
+                                        f"Answer B:\n{second}\n\nBetter answer (A, B or TIE):"}]
+
+
+def pairwise_choice(reply: str | None) -> str | None:
+    found = _CHOICE.search(reply or "")
+    return found.group(1).upper() if found else None
+
+
+def pairwise_rating(candidate_first: str | None, candidate_second: str | None) -> int | None:
+    """Both orders' verdicts on the candidate (A in the first, B in the second) against the logged answer: 3 when
+    it won both, 1 when it lost both, 2 for a tie or verdicts that follow the position; None if one is unreadable."""
+    if candidate_first is None or candidate_second is None:
+        return None
+    points = {"A": 1, "TIE": 0, "B": -1}[candidate_first] + {"B": 1, "TIE": 0, "A": -1}[candidate_second]
+    return 3 if points == 2 else 1 if points == -2 else 2

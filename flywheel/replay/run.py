@@ -26,8 +26,15 @@ import duckdb
 import orjson
 
 from flywheel.pricing import estimate_tokens
-from flywheel.replay.grading import check, judge_messages, judge_score
-from flywheel.replay.settings import Endpoint, ReplaySettings
+from flywheel.replay.grading import (
+    check,
+    judge_messages,
+    judge_score,
+    pairwise_choice,
+    pairwise_messages,
+    pairwise_rating,
+)
+from flywheel.replay.settings import Endpoint, Judge, ReplaySettings
 from flywheel.settings import private_folder
 
 _NAMESPACE = uuid.UUID("6c1c4f7e-8f5e-4a55-9d1e-0b7a4f3c2a10")
@@ -42,6 +49,7 @@ class Task:
     reference: str | None
     response_format: dict[str, Any] | None
     missing: tuple[str, ...]  # candidates with no answer in this cluster yet
+    logged_answer: str | None = None  # what the logged model answered: a pairwise judge's other side
 
 
 def select_tasks(con: duckdb.DuckDBPyConnection, settings: ReplaySettings, prompts: int | None = None) -> list[Task]:
@@ -64,13 +72,14 @@ def select_tasks(con: duckdb.DuckDBPyConnection, settings: ReplaySettings, promp
         )
         SELECT c.cluster_id, c.app_id, c.prompt_request_id, a.models, i.messages::JSON, any_value(ri.params)::JSON,
                r.answer, count(*) OVER (PARTITION BY c.app_id) AS app_clusters,
-               row_number() OVER (PARTITION BY c.app_id ORDER BY md5(c.cluster_id)) AS rank_in_app
+               row_number() OVER (PARTITION BY c.app_id ORDER BY md5(c.cluster_id)) AS rank_in_app,
+               i.response_text
         FROM clusters c JOIN answered a USING (cluster_id)
         JOIN intermediate.int_interactions i ON i.request_id = c.prompt_request_id
         LEFT JOIN raw.interactions ri ON ri.request_id = c.prompt_request_id  -- its response_format, if any
         LEFT JOIN reference r USING (cluster_id)
         WHERE len(list_filter(?::VARCHAR[], n -> NOT list_contains(a.models, n))) > 0
-        GROUP BY c.cluster_id, c.app_id, c.prompt_request_id, a.models, i.messages, r.answer
+        GROUP BY c.cluster_id, c.app_id, c.prompt_request_id, a.models, i.messages, r.answer, i.response_text
     """, [names]).fetchall()
     limit = prompts or settings.prompts
     total = len(rows)
@@ -83,10 +92,11 @@ def select_tasks(con: duckdb.DuckDBPyConnection, settings: ReplaySettings, promp
         chosen += sorted(members, key=lambda r: r[8])[:share]
     chosen = sorted(chosen, key=lambda r: (r[8] / r[7], r[0]))[:limit]  # the same share of each app first
     tasks = []
-    for cluster, app, request, models, messages, params, answer, *_ in chosen:
+    for cluster, app, request, models, messages, params, answer, _, _, logged_answer in chosen:
         params = json.loads(params) if params else {}
         tasks.append(Task(request, cluster, app, json.loads(messages), answer,
-                          (params or {}).get("response_format"), tuple(n for n in names if n not in models)))
+                          (params or {}).get("response_format"), tuple(n for n in names if n not in models),
+                          logged_answer))
     return tasks
 
 
@@ -229,13 +239,9 @@ def run_replay(con: duckdb.DuckDBPyConnection, settings: ReplaySettings, tasks: 
                 made.append(_feedback(made[0]["request_id"], "task_success", f"replay-check:{verdict.check}",
                                       success=verdict.success))
             elif settings.judge is not None:
-                verdict_reply = caller.ask(settings.judge, judge_messages(settings.judge.rubric, task.messages,
-                                                                          answer["text"] or ""), 8)
-                score = judge_score(verdict_reply.get("text"))
-                if score is not None:
-                    grade = "judge"
-                    made.append(_feedback(made[0]["request_id"], "rating", "replay-judge", rating=float(score),
-                                          rating_scale=5.0))
+                grade, verdict_event = _judge(caller, settings.judge, task, answer["text"] or "")
+                if verdict_event is not None:
+                    made.append({**verdict_event, "request_id": made[0]["request_id"]})
         with lock:
             events.extend(made)
             report.calls += "text" in answer and not answer.get("cached")
@@ -265,6 +271,24 @@ def run_replay(con: duckdb.DuckDBPyConnection, settings: ReplaySettings, tasks: 
         part.replace(target)  # the landing sensor never sees half a file
         report.events_file = target
     return report
+
+
+def _judge(caller: _Caller, judge: Judge, task: Task, answer: str) -> tuple[str | None, dict[str, Any] | None]:
+    """The judge's verdict as a feedback event (its request_id set by the caller), or None when unreadable."""
+    if judge.mode == "pairwise" and task.logged_answer:
+        choices = [pairwise_choice(caller.ask(judge, pairwise_messages(judge.instructions, task.messages, first,
+                                                                       second), 8).get("text"))
+                   for first, second in ((answer, task.logged_answer), (task.logged_answer, answer))]
+        rating = pairwise_rating(*choices)
+        if rating is None:
+            return None, None
+        return "judge:pairwise", _feedback("", "rating", "replay-judge:pairwise", rating=float(rating),
+                                           rating_scale=3.0, metadata={"against": task.request_id,
+                                                                       "verdicts": choices})
+    score = judge_score(caller.ask(judge, judge_messages(judge.instructions, task.messages, answer), 8).get("text"))
+    if score is None:
+        return None, None
+    return "judge", _feedback("", "rating", "replay-judge", rating=float(score), rating_scale=5.0)
 
 
 def _events(task: Task, endpoint: Endpoint, answer: dict[str, Any]) -> list[dict[str, Any]]:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 import yaml
 from msgspec import Meta
 
-from flywheel.pricing import Price, default_price_table
+from flywheel.pricing import Price, base_name, default_price_table
 from flywheel.settings import SCHEMAS_DIR
 
 SETTINGS = SCHEMAS_DIR / "replay.yaml"
@@ -38,7 +38,19 @@ class Endpoint(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class Judge(Endpoint, forbid_unknown_fields=True):
-    rubric: str = "Score the answer from 1 (wrong) to 5 (fully correct). Reply with the number only."
+    # pointwise: a 1-5 score of the answer alone; pairwise: the answer against the logged one, asked twice with
+    # the two in swapped positions, so a judge that favours a position cannot decide the verdict
+    mode: Literal["pointwise", "pairwise"] = "pointwise"
+    rubric: str | None = None
+
+    @property
+    def instructions(self) -> str:
+        if self.rubric:
+            return self.rubric
+        if self.mode == "pairwise":
+            return ("Two assistants answered the same request. Which answer is better? Reply with A or B only, "
+                    "or TIE when they are equally good.")
+        return "Score the answer from 1 (wrong) to 5 (fully correct). Reply with the number only."
 
 
 class ReplaySettings(msgspec.Struct, forbid_unknown_fields=True):
@@ -60,6 +72,30 @@ class ReplaySettings(msgspec.Struct, forbid_unknown_fields=True):
         if unpriced:  # the cap cannot hold for a call whose cost is unknown
             raise ValueError(f"no price for {', '.join(unpriced)}: give `price: {{input: ..., output: ...}}` "
                              "(USD per million tokens) or add it to schemas/prices.yaml")
+
+
+def as_logged(settings: ReplaySettings, logged: list[str]) -> tuple[ReplaySettings, dict[str, str]]:
+    """Candidates renamed to the one logged model that is the same model by another name (gpt-4o-mini in the
+    settings, gpt-4o-mini-2024-07-18 in the logs): otherwise the replay would ask it every prompt again and the
+    router would learn two models that are one. The endpoint is still asked for the name it knows."""
+    by_base: dict[str, set[str]] = {}
+    for model in logged:
+        by_base.setdefault(base_name(model), set()).add(model)
+    renamed, candidates = {}, []
+    for candidate in settings.candidates:
+        same = by_base.get(base_name(candidate.name), set())
+        if candidate.name not in logged and len(same) == 1:
+            (name,) = same
+            renamed[candidate.name] = name
+            candidate = msgspec.structs.replace(candidate, name=name, model=candidate.api_model,
+                                                price=candidate.price or _price_of(candidate))
+        candidates.append(candidate)
+    return msgspec.structs.replace(settings, candidates=candidates), renamed
+
+
+def _price_of(endpoint: Endpoint) -> PerMillion | None:
+    price = endpoint.pricing()
+    return PerMillion(price.input_per_mtok, price.output_per_mtok) if price else None
 
 
 def load_settings(path: Path = SETTINGS) -> ReplaySettings:

@@ -17,6 +17,9 @@ def _answer(body: dict[str, Any]) -> str:
         numbers = [int(n) for n in re.findall(r"\d+", last)]
         return json.dumps({"reasoning": "added them", "answer": str(sum(numbers))})
     if body.get("model") == "judge-model":
+        pair = re.search(r"Answer A:\n(.*)\n\nAnswer B:\n(.*)\n\n", last, re.DOTALL)
+        if pair:  # prefers an answer that is not an echo, else the first one shown (a position bias)
+            return "B" if pair.group(1).startswith("echo:") and not pair.group(2).startswith("echo:") else "A"
         return "4"
     return f"echo: {last}"[:200]
 
