@@ -17,6 +17,7 @@ import yaml
 from msgspec import Meta
 
 from flywheel.settings import SCHEMAS_DIR
+from flywheel.warehouse import create
 
 RULES_PATH = SCHEMAS_DIR / "curation.yaml"
 Score = Annotated[float, Meta(ge=0, le=1)]
@@ -130,7 +131,7 @@ CREATE TABLE IF NOT EXISTS curation.splits (
 
 
 def ensure_splits_table(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute(SPLITS_DDL)
+    create(con, SPLITS_DDL)
 
 
 def prepare_for_models(con: duckdb.DuckDBPyConnection, rules: Rules | None = None) -> None:
@@ -192,8 +193,9 @@ def assign_splits(con: duckdb.DuckDBPyConnection, rules: Rules) -> dict[str, int
     was; a new cluster's split follows a hash of its id, so it is the same on every machine."""
     ensure_splits_table(con)
     train, validation = rules.splits.train, rules.splits.train + rules.splits.validation
+    # MERGE, not INSERT OR REPLACE: a lake's tables have no key to replace by
     con.execute(f"""
-        INSERT OR REPLACE INTO curation.splits
+        MERGE INTO curation.splits USING (
         WITH members AS (
             SELECT c.request_id, c.cluster_id, s.split FROM dedup.clusters c
             LEFT JOIN curation.splits s USING (request_id)
@@ -209,8 +211,13 @@ def assign_splits(con: duckdb.DuckDBPyConnection, rules: Rules) -> dict[str, int
                    END AS split
             FROM members GROUP BY cluster_id
         )
-        SELECT m.request_id, m.cluster_id, d.split, now()
+        SELECT m.request_id, m.cluster_id, d.split, now() AS assigned_at
         FROM members m JOIN decided d USING (cluster_id)
         WHERE m.split IS DISTINCT FROM d.split OR m.split IS NULL
+        ) changed ON splits.request_id = changed.request_id
+        WHEN MATCHED THEN UPDATE SET cluster_id = changed.cluster_id, split = changed.split,
+                                     assigned_at = changed.assigned_at
+        WHEN NOT MATCHED THEN INSERT (request_id, cluster_id, split, assigned_at)
+            VALUES (changed.request_id, changed.cluster_id, changed.split, changed.assigned_at)
     """)
     return dict(con.execute("SELECT split, count(*) FROM curation.splits GROUP BY 1").fetchall())

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 import duckdb
 
@@ -33,6 +33,15 @@ class DayRange:
 
     def __str__(self) -> str:
         return str(self.first) if self.first == self.last else f"{self.first}..{self.last}"
+
+    def lock_keys(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """What a writer of these days holds alone, and what it shares: its days, sharing their months, when they
+        are a month or fewer; else the months themselves. Either way two writers of a common day take turns,
+        writers of different days do not, and no writer holds more than a few dozen locks."""
+        span = (self.last - self.first).days + 1
+        days = [self.first + timedelta(n) for n in range(span)]
+        months = tuple(sorted({f"{d:%Y-%m}" for d in days}))
+        return (tuple(d.isoformat() for d in days), months) if span <= 31 else (months, ())
 
 
 def set_day_range(con: duckdb.DuckDBPyConnection, days: DayRange) -> None:

@@ -21,7 +21,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from flywheel.warehouse import transaction
+from flywheel.warehouse import transaction, writing
 
 
 @dataclass(frozen=True)
@@ -356,7 +356,7 @@ def build_clusters(con: duckdb.DuckDBPyConnection, hasher: MinHasher) -> Cluster
     con.register("prompt_components", pa.table({"prompt_hash": pa.array(list(components), pa.string()),
                                                 "component": pa.array(list(components.values()), pa.string())}))
     try:
-        with transaction(con):
+        with writing(con, "dedup.clusters"), transaction(con):
             con.execute("""
                 CREATE OR REPLACE TABLE dedup.clusters AS
                 WITH members AS (

@@ -25,6 +25,21 @@ class WarehouseOptions:
 
 
 @dataclass(frozen=True)
+class ScaleOptions:
+    """The scale-out profile's services: one PostgreSQL for Dagster's instance storage and the lake's catalog,
+    a Celery broker for the workers, and the folder where the lake keeps its Parquet files (every worker must
+    see the same folder: a shared mount)."""
+
+    postgres_url: str = "postgresql://postgres@127.0.0.1:5432/test"
+    lake_schema: str = "flywheel_lake"  # the PostgreSQL schema holding the lake's catalog tables
+    lake_data: str = ""                 # default FLYWHEEL_HOME/lake
+    broker_url: str = "pyamqp://guest:guest@127.0.0.1:5672//"
+
+
+PROFILES = ("embedded", "scale")
+
+
+@dataclass(frozen=True)
 class ArgillaOptions:
     """A remote Argilla when both `api_url` and `api_key` are set; otherwise the local server on `local_port`."""
 
@@ -42,7 +57,15 @@ class ArgillaOptions:
 # Every variable flywheel reads, with what it sets; `flywheel --help` and the README list the same.
 ENVIRONMENT = {
     "FLYWHEEL_HOME": "the folder holding all state (default ./.flywheel)",
-    "FLYWHEEL_DEPLOYMENT": "which resources the Dagster definitions use (default local)",
+    "FLYWHEEL_PROFILE": "embedded (one DuckDB file, Dagster on SQLite; the default) or scale (DuckLake on "
+                        "PostgreSQL, Dagster on PostgreSQL, steps on Celery workers)",
+    "FLYWHEEL_POSTGRES_URL": "scale profile: PostgreSQL for Dagster and the lake's catalog "
+                             "(default postgresql://postgres@127.0.0.1:5432/test)",
+    "FLYWHEEL_LAKE_SCHEMA": "scale profile: PostgreSQL schema of the lake's catalog (default flywheel_lake)",
+    "FLYWHEEL_LAKE_DATA": "scale profile: folder of the lake's Parquet files, shared by every worker "
+                          "(default FLYWHEEL_HOME/lake)",
+    "FLYWHEEL_BROKER_URL": "scale profile: the Celery broker (default pyamqp://guest:guest@127.0.0.1:5672//; "
+                           "redis://127.0.0.1:6379/0 works too)",
     "FLYWHEEL_LOCK_TIMEOUT": "seconds a writer waits for the warehouse lock (default 600)",
     "FLYWHEEL_DUCKDB_MEMORY": "DuckDB's memory limit before it spills to disk (default 2GB)",
     "FLYWHEEL_ARGILLA_PORT": "port of the local Argilla on 127.0.0.1 (default 6900)",
@@ -59,19 +82,25 @@ class Home:
     `ensure()` does."""
 
     root: Path
-    deployment: str = "local"
+    profile: str = "embedded"
     warehouse_options: WarehouseOptions = WarehouseOptions()
     argilla: ArgillaOptions = ArgillaOptions()
+    scale: ScaleOptions = ScaleOptions()
 
     @classmethod
-    def from_env(cls, root: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Home:
-        """`root` (a command's --home) wins over FLYWHEEL_HOME; the rest comes from the environment."""
+    def from_env(cls, root: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None,
+                 profile: str | None = None) -> Home:
+        """`root` (a command's --home) wins over FLYWHEEL_HOME, `profile` (its --profile) over FLYWHEEL_PROFILE;
+        the rest comes from the environment."""
         env = os.environ if env is None else env
         chosen = root or env.get("FLYWHEEL_HOME") or DEFAULT_HOME
-        defaults_w, defaults_a = WarehouseOptions(), ArgillaOptions()
+        defaults_w, defaults_a, defaults_s = WarehouseOptions(), ArgillaOptions(), ScaleOptions()
+        profile = profile or env.get("FLYWHEEL_PROFILE") or "embedded"
+        if profile not in PROFILES:
+            raise ValueError(f"FLYWHEEL_PROFILE={profile!r}: one of {', '.join(PROFILES)}")
         return cls(
             Path(chosen).expanduser().resolve(),
-            deployment=env.get("FLYWHEEL_DEPLOYMENT", "local"),
+            profile=profile,
             warehouse_options=WarehouseOptions(
                 lock_timeout_s=_number(env, "FLYWHEEL_LOCK_TIMEOUT", defaults_w.lock_timeout_s),
                 memory_limit=env.get("FLYWHEEL_DUCKDB_MEMORY", defaults_w.memory_limit)),
@@ -80,7 +109,29 @@ class Home:
                 workspace=env.get("ARGILLA_WORKSPACE", defaults_a.workspace),
                 local_port=int(_number(env, "FLYWHEEL_ARGILLA_PORT", defaults_a.local_port)),
                 timeout_s=_number(env, "FLYWHEEL_ARGILLA_TIMEOUT", defaults_a.timeout_s)),
+            scale=ScaleOptions(
+                postgres_url=env.get("FLYWHEEL_POSTGRES_URL") or defaults_s.postgres_url,
+                lake_schema=env.get("FLYWHEEL_LAKE_SCHEMA") or defaults_s.lake_schema,
+                lake_data=env.get("FLYWHEEL_LAKE_DATA") or defaults_s.lake_data,
+                broker_url=env.get("FLYWHEEL_BROKER_URL") or defaults_s.broker_url),
         )
+
+    def environment(self) -> dict[str, str]:
+        """The variables that make another process (a Celery worker, a run's process) see this same home and
+        profile."""
+        return {"FLYWHEEL_HOME": str(self.root), "FLYWHEEL_PROFILE": self.profile,
+                "FLYWHEEL_LOCK_TIMEOUT": str(self.warehouse_options.lock_timeout_s),
+                "FLYWHEEL_DUCKDB_MEMORY": self.warehouse_options.memory_limit,
+                "FLYWHEEL_POSTGRES_URL": self.scale.postgres_url, "FLYWHEEL_LAKE_SCHEMA": self.scale.lake_schema,
+                "FLYWHEEL_LAKE_DATA": str(self.lake_data), "FLYWHEEL_BROKER_URL": self.scale.broker_url}
+
+    @property
+    def lake(self) -> bool:
+        return self.profile == "scale"
+
+    @property
+    def lake_data(self) -> Path:
+        return Path(self.scale.lake_data).expanduser().resolve() if self.scale.lake_data else self.root / "lake"
 
     @property
     def warehouse(self) -> Path:

@@ -31,7 +31,7 @@ from flywheel import sqlfunctions
 from flywheel.curation import prepare_for_models
 from flywheel.days import DayRange, set_day_range
 from flywheel.settings import REPO_ROOT
-from flywheel.warehouse import transaction
+from flywheel.warehouse import create, transaction, writing
 
 MODELS_DIR = REPO_ROOT / "dbt_like_sql"
 LAYERS = ("staging", "intermediate", "marts")
@@ -151,28 +151,36 @@ def materialize(con: duckdb.DuckDBPyConnection, model: SqlModel, days: DayRange 
     """Build a model; for an incremental one, replace exactly the rows of the days in `days`."""
     sqlfunctions.register(con)
     prepare_for_models(con)
-    con.execute(f"CREATE SCHEMA IF NOT EXISTS {model.layer}")
+    create(con, f"CREATE SCHEMA IF NOT EXISTS {model.layer}")
     if model.materialized == "view":
-        con.execute(f"CREATE OR REPLACE VIEW {model.relation} AS {model.sql}")
+        with writing(con, model.relation):
+            con.execute(f"CREATE OR REPLACE VIEW {model.relation} AS {model.sql}")
         return Materialization(model.relation, 0, _count(con, model.relation), None)
     if model.materialized == "table":
-        con.execute(f"CREATE OR REPLACE TABLE {model.relation} AS {model.sql}")
+        with writing(con, model.relation):
+            con.execute(f"CREATE OR REPLACE TABLE {model.relation} AS {model.sql}")
         total = _count(con, model.relation)
         return Materialization(model.relation, total, total, None)
     if days is None:
         raise ModelError(f"{model.path}: an incremental model is materialized for a range of days; give one")
     days = DayRange.of(days)
     inside = f"{model.partition_by} BETWEEN getvariable('first_day') AND getvariable('last_day')"
-    with transaction(con):
-        set_day_range(con, days)
+    set_day_range(con, days)
+    # Writers of other days go on meanwhile (a lake lets them), but one that makes the table, or makes it again,
+    # has it to itself.
+    whole = not _exists(con, model) or _columns(con, f"({model.sql})") != _columns(con, model.relation)
+    alone, shared = days.lock_keys()
+    locks = writing(con, model.relation) if whole else writing(
+        con, *(f"{model.relation}|{key}" for key in alone),
+        shared=(model.relation, *(f"{model.relation}|{key}" for key in shared)))
+    with locks, transaction(con):
         con.execute(f"CREATE TEMP TABLE model_day AS {model.sql}")
         misplaced = con.execute(f"SELECT count(*) FROM model_day WHERE ({inside}) IS NOT TRUE").fetchall()[0][0]
         if misplaced:
             raise ModelError(f"{model.path}: {misplaced} rows fall outside partition {days} (filter on "
                              f"{model.partition_by} BETWEEN getvariable('first_day') AND getvariable('last_day'))")
-        exists = con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?",
-                             [model.layer, model.name]).fetchall()[0][0]
-        recreated = bool(exists) and _columns(con, "model_day") != _columns(con, model.relation)
+        exists = _exists(con, model)
+        recreated = exists and _columns(con, "model_day") != _columns(con, model.relation)
         if recreated:
             # The SQL now makes other columns, so its code version changed too: every day needs building again
             # (pipelines/builds.py), and the days outside this range come back as they are built.
@@ -190,6 +198,11 @@ def model_preview_sql(model: SqlModel, days: DayRange | None = None, rows: int =
     where = (f" WHERE {model.partition_by} BETWEEN DATE '{days.first}' AND DATE '{days.last}'"
              if days and model.partition_by else "")
     return f"SELECT * FROM {model.relation}{where} LIMIT {rows}"
+
+
+def _exists(con: duckdb.DuckDBPyConnection, model: SqlModel) -> bool:
+    return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
+                            "AND schema_name = ? AND table_name = ?", [model.layer, model.name]).fetchall()[0][0])
 
 
 def _columns(con: duckdb.DuckDBPyConnection, relation: str) -> list[tuple[str, str]]:

@@ -1,5 +1,10 @@
-"""The DuckDB warehouse: opening it safely from many processes, sessions and transactions. What the raw layer
-holds and how it is laid out is `flywheel/ingest/raw_layer.py`'s."""
+"""The warehouse: opening it safely from many processes, sessions and transactions. What the raw layer holds
+and how it is laid out is `flywheel/ingest/raw_layer.py`'s.
+
+Two profiles, one SQL: the embedded default is one DuckDB file (one writing process at a time: a writer waits
+for the file's lock); the scale profile is a DuckLake lake attached as the connection's default catalog, its
+catalog in PostgreSQL and its Parquet files in a folder every worker sees, so processes on several machines
+write at once. Either way a connection reads and writes `raw.*`, `staging.*`, ..., `marts.*` by those names."""
 
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ from pathlib import Path
 
 import duckdb
 
-from flywheel.settings import Home, owner_only, private_folder
+from flywheel.settings import Home, WarehouseOptions, owner_only, private_folder
 
 CONFIG = {
     # A new warehouse is written in DuckDB's newest storage format: its string compression (FSST dictionaries)
@@ -32,6 +37,9 @@ def _is_lock_conflict(error: duckdb.Error) -> bool:
     return "Could not set lock" in text or "Conflicting lock" in text
 
 
+LAKE = "warehouse"  # the lake's catalog name in a connection
+
+
 def connect(
     home: Home,
     *,
@@ -41,6 +49,8 @@ def connect(
 ) -> duckdb.DuckDBPyConnection:
     """Open the home's warehouse, waiting (with jittered back-off) while another process holds its lock, up to
     the home's lock timeout unless `lock_timeout_s` says otherwise (a sensor's tick must not wait long)."""
+    if home.lake:
+        return _connect_lake(home, read_only)
     path, options = home.warehouse, home.warehouse_options
     lock_timeout_s = options.lock_timeout_s if lock_timeout_s is None else lock_timeout_s
     if read_only and not path.exists():
@@ -72,6 +82,56 @@ def connect(
             delay = min(delay * 1.6, 2.0)
 
 
+def _extension(name: str, entrypoint: str, home: Home) -> Path:
+    """A DuckDB extension from its PyPI package (duckdb-extension-<name>): INSTALL would download it. DuckDB
+    finds an extension's entry point by its file name, which for postgres is postgres_scanner."""
+    import importlib
+
+    package = Path(importlib.import_module(f"duckdb_extension_{name}").__file__).parent  # type: ignore[arg-type]
+    shipped = package / "extensions" / f"v{duckdb.__version__}" / f"{name}.duckdb_extension"
+    if not shipped.exists():
+        raise RuntimeError(f"duckdb-extension-{name} has no build for DuckDB {duckdb.__version__} ({shipped})")
+    if name == entrypoint:
+        return shipped
+    named = private_folder(home.root / "duckdb_extensions") / f"{entrypoint}.duckdb_extension"
+    if named.resolve() != shipped.resolve():
+        link = named.with_name(f".{named.name}.{os.getpid()}")
+        link.unlink(missing_ok=True)
+        link.symlink_to(shipped)
+        os.replace(link, named)  # another process may do the same: the last rename wins, both are right
+    return named
+
+
+def _connect_lake(home: Home, read_only: bool) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(config={"memory_limit": home.warehouse_options.memory_limit})
+    try:
+        for name, entrypoint in (("postgres", "postgres_scanner"), ("ducklake", "ducklake")):
+            con.execute(f"LOAD {sql_literal(str(_extension(name, entrypoint, home)))}")
+        data = home.lake_data
+        if not read_only:
+            private_folder(data)
+        elif not data.exists():
+            raise FileNotFoundError(f"no lake at {data}: ingest something first (flywheel ingest/run)")
+        options = [f"DATA_PATH {sql_literal(str(data) + os.sep)}",
+                   f"METADATA_SCHEMA {sql_literal(home.scale.lake_schema)}", *(["READ_ONLY"] if read_only else [])]
+        try:
+            con.execute(f"ATTACH {sql_literal('ducklake:postgres:' + home.scale.postgres_url)} AS {LAKE} "
+                        f"({', '.join(options)})")
+        except duckdb.Error as error:
+            raise WarehouseUnreachableError(
+                f"the lake's catalog in PostgreSQL ({home.scale.postgres_url}, schema {home.scale.lake_schema}; "
+                f"FLYWHEEL_POSTGRES_URL) could not be opened: {str(error).splitlines()[0]}") from error
+        con.execute(f"USE {LAKE}")
+        return con
+    except BaseException:
+        con.close()
+        raise
+
+
+class WarehouseUnreachableError(RuntimeError):
+    pass
+
+
 @contextmanager
 def session(home: Home, **kwargs) -> Iterator[duckdb.DuckDBPyConnection]:
     con = connect(home, **kwargs)
@@ -96,7 +156,8 @@ def query_session(home: Home, *, allow_files: bool = False,
     con = connect(home, read_only=True, on_wait=on_wait)
     try:
         if not allow_files:
-            con.execute(f"SET allowed_directories = [{sql_literal(str(home.root) + os.sep)}]")
+            folders = [str(home.root) + os.sep, *([str(home.lake_data) + os.sep] if home.lake else [])]
+            con.execute(f"SET allowed_directories = [{', '.join(sql_literal(f) for f in folders)}]")
             con.execute("SET enable_external_access = false")
         con.execute("SET lock_configuration = true")
         yield con
@@ -114,12 +175,89 @@ def run_query(con: duckdb.DuckDBPyConnection, query: str) -> duckdb.DuckDBPyRela
     if kind not in _READING:
         raise RefusedStatement(f"only queries that read are run here, not {kind.name} statements "
                                "(SELECT, SHOW, DESCRIBE, SUMMARIZE, EXPLAIN)")
+    outside = _outside_the_warehouse(con, query)
+    if outside:
+        raise RefusedStatement(f"{outside} reaches past the warehouse's tables (the lake's catalog database or "
+                               "its maintenance): not run here")
     return con.sql(query)
+
+
+# A lake's connection carries the PostgreSQL extension and DuckLake's functions: postgres_query() would run any
+# statement in the catalog's database, and DuckLake's maintenance functions delete files, all from a SELECT.
+_FOREIGN_FUNCTION = re.compile(r"^(postgres_|ducklake_)", re.IGNORECASE)
+_FOREIGN_CATALOG = re.compile(r"^__ducklake_metadata", re.IGNORECASE)
+_FOREIGN_TEXT = re.compile(r"\b(postgres_|ducklake_)\w*[\"`]?\s*\(|__ducklake_metadata", re.IGNORECASE)
+
+
+def _outside_the_warehouse(con: duckdb.DuckDBPyConnection, query: str) -> str | None:
+    """The function or catalog of `query` that is not the warehouse's to read, if any."""
+    import json
+
+    body = re.sub(r"^\s*EXPLAIN(\s+ANALYZE)?\s", "", query, flags=re.IGNORECASE)
+    tree = json.loads(con.execute("SELECT json_serialize_sql(?)", [body]).fetchall()[0][0])
+    if tree.get("error"):  # SHOW, DESCRIBE, SUMMARIZE have no tree here: their text tells
+        found = _FOREIGN_TEXT.search(query)
+        return found.group(0).rstrip("(") if found else None
+    pending: list[object] = [tree]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, dict):
+            name, catalog = node.get("function_name"), node.get("catalog_name")
+            if isinstance(name, str) and _FOREIGN_FUNCTION.search(name):
+                return f"{name}()"
+            if isinstance(catalog, str) and _FOREIGN_CATALOG.search(catalog):
+                return catalog
+            pending.extend(node.values())
+        elif isinstance(node, list):
+            pending.extend(node)
+    return None
 
 
 def sql_literal(text: str) -> str:
     """A string as a DuckDB SQL literal, for statements that must not bind parameters (see the loader)."""
     return "'" + text.replace("'", "''") + "'"
+
+
+_HELD: dict[int, set[str]] = {}  # the keys each open connection (by id) holds: `writing` blocks nest
+
+
+@contextmanager
+def writing(con: duckdb.DuckDBPyConnection, *keys: str, shared: tuple[str, ...] = (),
+            timeout_s: float = WarehouseOptions.lock_timeout_s) -> Iterator[None]:
+    """Hold `keys` exclusively (and `shared` with other holders of them) while writing: two writers of the same
+    key (a table's day, a file's ingestion) take turns instead of both committing and doubling the rows.
+
+    A lake lets any number of processes write; its transactions do not see that two of them each deleted, then
+    inserted, the same day. PostgreSQL advisory locks, taken in one order on a connection of their own, say who
+    goes first; they go when the block ends, or with the process. The embedded file needs none: one process
+    writes it at a time."""
+    found = con.execute("SELECT path, options FROM duckdb_databases() WHERE database_name = current_database() "
+                        "AND type = 'ducklake'").fetchall()
+    held = _HELD.setdefault(id(con), set())
+    keys, shared = tuple(set(keys) - held), tuple(set(shared) - held)  # a block inside another: already held
+    if not found or not (keys or shared):
+        yield
+        return
+    import psycopg2
+
+    catalog, options = found[0]
+    namespace = f"{catalog}|{options.get('metadata_schema', '')}|"
+    locks = psycopg2.connect(catalog.removeprefix("postgres:"))
+    locks.autocommit = True
+    try:
+        with locks.cursor() as cursor:
+            cursor.execute(f"SET lock_timeout = '{int(timeout_s * 1000)}ms'")
+            for key in sorted(set(shared) - set(keys)):
+                cursor.execute("SELECT pg_advisory_lock_shared(hashtextextended(%s, 0))", [namespace + key])
+            for key in sorted(set(keys)):
+                cursor.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", [namespace + key])
+        held.update(keys, shared)
+        yield
+    except psycopg2.errors.LockNotAvailable as error:
+        raise WarehouseBusyError(f"another writer held {', '.join(sorted(keys))} for {timeout_s:.0f}s") from error
+    finally:
+        held.difference_update(keys, shared)
+        locks.close()
 
 
 @contextmanager
@@ -134,7 +272,74 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
     con.execute("COMMIT")
 
 
-def database_path(con: duckdb.DuckDBPyConnection) -> Path | None:
-    """The file of a connection's database; None in memory."""
-    path = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchall()
-    return Path(path[0][0]).resolve() if path and path[0][0] else None
+def storage_path(con: duckdb.DuckDBPyConnection) -> Path | None:
+    """What the warehouse's own files are named after and kept beside: the DuckDB file, or `<data path>/warehouse`
+    for a lake; None in memory."""
+    found = con.execute("SELECT path, type, options FROM duckdb_databases() "
+                        "WHERE database_name = current_database()").fetchall()
+    if not found or not found[0][0]:
+        return None
+    path, kind, options = found[0]
+    if kind == "ducklake":
+        return Path(options["data_path"]).resolve() / "warehouse"
+    return Path(path).resolve()
+
+
+_COLUMN_KEY = re.compile(r"\s+PRIMARY KEY\b", re.IGNORECASE)
+_TABLE_KEY = re.compile(r",\s*PRIMARY KEY\s*\([^)]*\)", re.IGNORECASE)
+
+
+def create(con: duckdb.DuckDBPyConnection, ddl: str) -> None:
+    """Run `CREATE ... IF NOT EXISTS` statements on either profile. DuckLake has no key constraints: there a key
+    column is only NOT NULL, and the statements that write these tables keep keys unique themselves (MERGE, or
+    INSERT ... WHERE NOT EXISTS), as they do on the embedded profile."""
+    if not is_lake(con):
+        con.execute(ddl)
+        return
+    # two processes replacing the same view, or making the same table, at once: a lake refuses the second
+    with writing(con, "catalog"):
+        con.execute(_COLUMN_KEY.sub(" NOT NULL", _TABLE_KEY.sub("", ddl)))
+
+
+def new_records(table: str, key: str, placeholders: str) -> str:
+    """The rest of an `INSERT INTO <table> (<columns>)` that adds a row only when no row has its `key` (the first
+    column): ON CONFLICT DO NOTHING needs a key constraint, which a lake's tables do not have."""
+    return (f"SELECT * FROM (VALUES ({placeholders})) new_row WHERE NOT EXISTS "
+            f"(SELECT 1 FROM {table} WHERE {table}.{key} = new_row.col0)")
+
+
+def is_lake(con: duckdb.DuckDBPyConnection) -> bool:
+    return con.execute("SELECT type = 'ducklake' FROM duckdb_databases() "
+                       "WHERE database_name = current_database()").fetchall() == [(True,)]
+
+
+def exists(home: Home) -> bool:
+    """Whether anything was ever written to the home's warehouse."""
+    if not home.lake:
+        return home.warehouse.exists()
+    if not home.lake_data.exists():
+        return False
+    with session(home, read_only=True) as con:
+        return bool(con.execute("SELECT 1 FROM duckdb_tables() WHERE database_name = current_database() "
+                                "LIMIT 1").fetchall())
+
+
+# Columns that say when or from where a table was written, not what it holds: two warehouses built from the same
+# logs differ there and nowhere else.
+_CIRCUMSTANTIAL = re.compile(r"(_at|^source_file|^first_path|^path)$")
+
+
+def fingerprints(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[int, int]]:
+    """Every table's and view's row count and an order-independent checksum of its contents (circumstantial
+    columns left out), by `schema.name`: what two warehouses of the same data must agree on."""
+    relations = con.execute("""
+        SELECT schema_name || '.' || table_name, list(column_name ORDER BY column_index)
+        FROM duckdb_columns() WHERE database_name = current_database() AND schema_name <> 'information_schema'
+        GROUP BY ALL ORDER BY 1""").fetchall()
+    out = {}
+    for relation, columns in relations:
+        kept = [c for c in columns if not _CIRCUMSTANTIAL.search(c)]
+        row = "(" + ", ".join(f'"{c}"' for c in kept) + ")" if kept else "1"
+        out[relation] = tuple(con.execute(f"SELECT count(*), coalesce(sum(hash({row})), 0)::HUGEINT % 1000000007 "
+                                          f"FROM {relation}").fetchall()[0])
+    return out

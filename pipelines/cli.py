@@ -32,7 +32,7 @@ def run(
     if not result.success:
         console.print("[red]a Dagster run failed[/]; `flywheel dagster` shows its logs")
         raise typer.Exit(1)
-    if not where.warehouse.exists():
+    if not warehouse.exists(where):
         console.print(f"nothing ingested yet: put log files in {where.landing} or run `flywheel ingest FILES`")
         return
     with warehouse.session(where, read_only=True, on_wait=console.print) as con:
@@ -65,7 +65,7 @@ def publish(home: HomeOption = None) -> None:
     from pipelines.launch import publish as publish_releases
 
     where = Home.from_env(home).ensure()
-    if not where.warehouse.exists():
+    if not warehouse.exists(where):
         console.print(f"nothing ingested yet: put log files in {where.landing} or run `flywheel ingest FILES`")
         raise typer.Exit(1)
     result = publish_releases(where, say=console.print)
@@ -149,16 +149,55 @@ def build(
                       f"in {len(result.runs)} Dagster run(s)")
 
 
+ProfileOption = Annotated[str | None, typer.Option(
+    help="embedded (one DuckDB file, Dagster on SQLite) or scale (DuckLake and Dagster on PostgreSQL, steps on "
+         "Celery workers); default FLYWHEEL_PROFILE, else embedded.")]
+
+
 @app.command()
 def dagster(
     port: Annotated[int, typer.Option(help="Port for the Dagster UI (bound to 127.0.0.1).")] = 3000,
+    profile: ProfileOption = None,
     home: HomeOption = None,
 ) -> None:
     """Start the Dagster UI and daemon (sensors on the landing folder and the days to build, schedules) on
-    127.0.0.1."""
+    127.0.0.1. With --profile scale, runs and events are kept in PostgreSQL and steps go to `flywheel worker`s."""
     from pipelines.launch import serve
 
-    raise typer.Exit(serve(Home.from_env(home).ensure(), port))
+    raise typer.Exit(serve(_home(home, profile), port))
+
+
+@app.command()
+def worker(
+    name: Annotated[str | None, typer.Option(help="This worker's name (default: worker-<pid>).")] = None,
+    concurrency: Annotated[int, typer.Option(min=1, help="Steps this worker runs at once.")] = 1,
+    home: HomeOption = None,
+) -> None:
+    """Run Dagster's steps for the scale profile: a Celery worker on FLYWHEEL_BROKER_URL that writes the lake
+    (FLYWHEEL_POSTGRES_URL, FLYWHEEL_LAKE_DATA). Start one or more on any machine that reaches them; Ctrl-C stops
+    it after its current step."""
+    import os
+
+    from pipelines.scale import worker_process
+
+    where = _home(home, "scale")
+    console.print(f"worker on {where.scale.broker_url}, lake {where.lake_data} (catalog schema "
+                  f"{where.scale.lake_schema}); Ctrl-C to stop", soft_wrap=True)
+    process = worker_process(where, name=name or f"worker-{os.getpid()}", concurrency=concurrency,
+                             loglevel="INFO")
+    try:
+        raise typer.Exit(process.wait())
+    except KeyboardInterrupt:
+        process.terminate()
+        raise typer.Exit(process.wait()) from None
+
+
+def _home(home: str | None, profile: str | None) -> Home:
+    try:
+        return Home.from_env(home, profile=profile).ensure()
+    except ValueError as error:
+        console.print(f"[red]error:[/] {error}")
+        raise typer.Exit(2) from None
 
 
 def main() -> None:

@@ -13,17 +13,18 @@ from pipelines.defs.labeling import definitions as labeling
 from pipelines.defs.publish import definitions as publish
 from pipelines.defs.reference import definitions as reference
 from pipelines.defs.sql_models import definitions as sql_models
-from pipelines.resources import resources_for
+from pipelines.resources import executor_for, resources_for
 
 
 def definitions_for(home: str = "") -> dg.Definitions:
-    """Every stage's definitions with the deployment's resources; `home` binds them to one FLYWHEEL_HOME (the
-    CLI's in-process runs), empty reads FLYWHEEL_HOME when a run executes (the Dagster UI and daemon)."""
+    """Every stage's definitions with the profile's resources and executor; `home` binds them to one
+    FLYWHEEL_HOME (the CLI's in-process runs), empty reads FLYWHEEL_HOME when a run executes (the Dagster UI and
+    daemon)."""
     # One package per stage, in the direction of the data; `build` holds the job and sensor that run the middle.
-    deployment = Home.from_env(home or None).deployment
+    layout = Home.from_env(home or None)
     return dg.Definitions.merge(ingest.defs, reference.defs, sql_models.defs, dedup.defs, curation.defs,
                                 labeling.defs, publish.defs, build.defs,
-                                dg.Definitions(resources=resources_for(deployment, home=home)))
+                                dg.Definitions(resources=resources_for(home), executor=executor_for(layout)))
 
 
 defs = definitions_for()

@@ -32,6 +32,16 @@ def prepare_instance(home: Home) -> dg.DagsterInstance:
     config = yaml.safe_load((REPO_ROOT / "dagster.yaml").read_text())
     config["storage"]["custom"]["config"] = {"base_dir": str(home.dagster_home)}
     header = "# Written by flywheel from the project's dagster.yaml (storage pointed at this folder).\n"
+    if home.lake:
+        # Runs, events and schedules in PostgreSQL, where the webserver, the daemon and every worker reach them.
+        # Writers of the lake meet on row locks, not one file, so steps of several runs go at once.
+        url = home.scale.postgres_url
+        for scheme in ("postgresql://", "postgres://"):  # SQLAlchemy's default driver for these is not installed
+            if url.startswith(scheme):
+                url = "postgresql+psycopg2://" + url.removeprefix(scheme)
+        config["storage"] = {"postgres": {"postgres_url": url}}
+        config["concurrency"] = {"runs": {"max_concurrent_runs": 8}, "pools": {"default_limit": 8}}
+        header = "# Written by flywheel from the project's dagster.yaml: the scale profile (FLYWHEEL_PROFILE=scale).\n"
     (home.dagster_home / "dagster.yaml").write_text(header + yaml.safe_dump(config, sort_keys=False))
     return dg.DagsterInstance.from_config(str(home.dagster_home))
 
@@ -116,7 +126,7 @@ def build(home: Home, *, only: list[date] | None = None, since: date | None = No
     if instance is None:
         with _instance(home, say) as mine:
             return build(home, only=only, since=since, until=until, everything=everything, say=say, instance=mine)
-    if not home.warehouse.exists():
+    if not warehouse.exists(home):
         return RunsResult()
     with warehouse.session(home, on_wait=say) as con:
         plan = plan_build(instance, con, BUILD_ASSETS, only=only, since=since, until=until, everything=everything)
@@ -125,6 +135,8 @@ def build(home: Home, *, only: list[date] | None = None, since: date | None = No
     if plan.empty:
         say(f"all {len(plan.days_with_data)} day(s) with data are built from the latest data; nothing to build")
         return result
+    if home.lake:
+        return _build_on_workers(home, plan, result, say)
     for days in plan.ranges:
         run = job.execute_in_process(instance=instance, run_config=QUIET, tags=_tags(range_tags(days)),
                                      raise_on_error=False)
@@ -138,6 +150,28 @@ def build(home: Home, *, only: list[date] | None = None, since: date | None = No
         result.runs.append(run)
         say(f"built {', '.join(k.to_user_string() for k in plan.other_assets)}: {_outcome(run)} (run {run.run_id})")
     result.days_built = plan.days
+    return result
+
+
+def _build_on_workers(home: Home, plan, result: RunsResult, say: Callable[[str], None]) -> RunsResult:
+    """The scale profile: a run per day, as many at once as there are workers, their steps on the workers."""
+    from pipelines.scale import build_days, workers_answering
+
+    workers = workers_answering(home)
+    if not workers:
+        raise RuntimeError(f"no flywheel worker answers on {home.scale.broker_url}: start one or more with "
+                           "`flywheel worker` (FLYWHEEL_BROKER_URL names the broker)")
+    days = [str(day) for r in plan.ranges for day in plan.days_with_data if r.first <= day <= r.last]
+    say(f"building {len(days)} day(s) as separate runs on {len(workers)} worker(s): {', '.join(workers)}")
+
+    def report(run) -> None:
+        say(f"built {run.day or 'whole-history assets'}: {'ok' if run.success else 'FAILED - ' + run.error} "
+            f"(run {run.run_id})")
+
+    runs = build_days(home, days, parallel=len(workers), tags=_tags(), other_assets=plan.other_assets,
+                      on_run=report)
+    result.runs.extend(runs)  # type: ignore[arg-type]  # each has .success and .run_id, as in-process results
+    result.days_built = plan.days if all(run.success for run in runs) else 0
     return result
 
 
@@ -168,7 +202,7 @@ def _main_job(home: Home, instance: dg.DagsterInstance, say: Callable[[str], Non
                                                                       tags=_tags(), raise_on_error=False)
         runs.append(run)
         say(f"labeling: {_outcome(run)} (run {run.run_id})")
-    if all(run.success for run in runs) and home.warehouse.exists():
+    if all(run.success for run in runs) and warehouse.exists(home):
         if _published_from_the_same(home, instance):
             say("publish: nothing changed since the last publish; no new release")
             return RunsResult(runs, built.days_built, built.days_with_data)
@@ -190,7 +224,7 @@ def publish(home: Home, say: Callable[[str], None] | None = None) -> RunsResult:
     say = say or (lambda message: None)
     with _instance(home, say) as instance:
         built = build(home, say=say, instance=instance)
-        if not built.success or not home.warehouse.exists():
+        if not built.success or not warehouse.exists(home):
             return built
         if not built.runs and _published_from_the_same(home, instance):
             say("nothing changed since the last publish (no new data, labels, rules or code): no new release")
@@ -272,7 +306,7 @@ def serve(home: Home, port: int) -> int:
     command = [sys.executable, "-m", "dagster", "dev", "-h", "127.0.0.1", "-p", str(port), "-w", str(workspace)]
     # `dagster dev` announces its successor (`dg dev`, from another package) at every start: not for our users.
     env = {**os.environ, "PYTHONWARNINGS": "ignore:Function `dev_command` is superseded",
-           "DAGSTER_HOME": str(home.dagster_home), "FLYWHEEL_HOME": str(home.root)}
+           "DAGSTER_HOME": str(home.dagster_home), **home.environment()}
     # dagster dev ignores SIGINT/SIGTERM when started with them ignored; restore the defaults.
     process = subprocess.Popen(command, cwd=home.dagster_home, env=env,
                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))

@@ -1,4 +1,4 @@
-"""Resources: where the warehouse and landing folder are. Chosen per deployment, not per asset."""
+"""Resources (where the warehouse and landing folder are) and the executor, chosen per profile."""
 
 from __future__ import annotations
 
@@ -63,10 +63,17 @@ class ArgillaResource(dg.ConfigurableResource):
         return resolve_target(Home.from_env(self.home or None).ensure(), start_local=self.start_local, say=say)
 
 
-def resources_for(deployment: str, home: str = "") -> dict[str, object]:
-    """`home` empty: FLYWHEEL_HOME as the run finds it (the Dagster UI's runs); the CLI passes its own."""
-    # One entry per deployment; the scale-out profile (DuckLake on PostgreSQL) adds its own here.
-    by_deployment = {"local": {"warehouse": WarehouseResource(home=home), "argilla": ArgillaResource(home=home)}}
-    if deployment not in by_deployment:
-        raise ValueError(f"unknown FLYWHEEL_DEPLOYMENT {deployment!r}; known: {sorted(by_deployment)}")
-    return by_deployment[deployment]
+def resources_for(home: str = "") -> dict[str, object]:
+    """`home` empty: FLYWHEEL_HOME as the run finds it (the Dagster UI's runs); the CLI passes its own. The same
+    on both profiles: the warehouse resource opens the profile's warehouse."""
+    return {"warehouse": WarehouseResource(home=home), "argilla": ArgillaResource(home=home)}
+
+
+def executor_for(home: Home) -> dg.ExecutorDefinition:
+    """Embedded: steps in subprocesses of the run (Dagster's default). Scale: steps as Celery tasks, run by
+    `flywheel worker` processes on any machine that reaches the broker, PostgreSQL and the lake's folder."""
+    if not home.lake:
+        return dg.multi_or_in_process_executor
+    from pipelines.scale import celery_executor
+
+    return celery_executor(home)

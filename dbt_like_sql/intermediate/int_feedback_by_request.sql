@@ -2,10 +2,10 @@
 SELECT
     request_id,
     count(*) AS n_feedback,
-    avg(score) AS feedback_score,
+    exact_avg(score) AS feedback_score,
     count(*) FILTER (WHERE thumb = 'up') AS thumbs_up,
     count(*) FILTER (WHERE thumb = 'down') AS thumbs_down,
-    avg(rating / coalesce(rating_scale, 5.0)) AS rating_score,
+    exact_avg(rating / coalesce(rating_scale, 5.0)) AS rating_score,
     bool_and(success) AS task_success,
     arg_max(correction, ts) FILTER (WHERE correction IS NOT NULL) AS correction,
     max(ts) AS last_feedback_at,

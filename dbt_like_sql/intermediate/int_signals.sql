@@ -12,7 +12,7 @@ WITH review AS (
 human AS (
     SELECT request_id,
            count(*) AS human_annotators,
-           avg((TRY_CAST(answers->>'quality' AS DOUBLE) - 1) / 4) AS quality_mean,
+           exact_avg((TRY_CAST(answers->>'quality' AS DOUBLE) - 1) / 4) AS quality_mean,
            count(*) FILTER (WHERE answers->>'verdict' = 'good') AS good,
            count(*) FILTER (WHERE answers->>'verdict' = 'bad') AS bad,
            arg_max(nullif(trim(answers->>'correction'), ''), (updated_at, user_id))
@@ -22,9 +22,9 @@ human AS (
 ),
 feedback AS (
     SELECT request_id,
-           avg(score) FILTER (WHERE feedback_type = 'task_success') AS outcome_score,
-           avg(score) FILTER (WHERE feedback_type IN ('thumbs', 'rating') AND source NOT ILIKE '%judge%') AS user_score,
-           avg(score) FILTER (WHERE feedback_type IN ('thumbs', 'rating') AND source ILIKE '%judge%') AS judge_feedback,
+           exact_avg(CASE WHEN feedback_type = 'task_success' THEN score END) AS outcome_score,
+           exact_avg(CASE WHEN feedback_type IN ('thumbs', 'rating') AND source NOT ILIKE '%judge%' THEN score END) AS user_score,
+           exact_avg(CASE WHEN feedback_type IN ('thumbs', 'rating') AND source ILIKE '%judge%' THEN score END) AS judge_feedback,
            arg_max(correction, (ts, feedback_id)) FILTER (WHERE feedback_type = 'correction') AS user_correction
     FROM staging.stg_feedback
     GROUP BY request_id

@@ -22,13 +22,13 @@ usual_source AS (  -- the most frequent source of a model's scores on the cluste
 per_model AS (
     SELECT cluster_id, model,
            count(*) AS answers,
-           avg(quality_score) AS quality_score,
+           exact_avg(quality_score) AS quality_score,
            any_value(u.quality_source) AS quality_source,
-           avg(cost_usd) AS cost_usd,
-           avg(latency_ms) AS latency_ms,
-           avg(tokens_in) AS tokens_in,
-           avg(tokens_out) AS tokens_out,
-           avg(quality_score) >= getvariable('router_quality_bar') AS meets_bar
+           exact_avg(cost_usd) AS cost_usd,
+           exact_avg(latency_ms) AS latency_ms,
+           exact_avg(tokens_in) AS tokens_in,
+           exact_avg(tokens_out) AS tokens_out,
+           exact_avg(quality_score) >= getvariable('router_quality_bar') AS meets_bar
     FROM answers
     LEFT JOIN usual_source u USING (cluster_id, model)
     GROUP BY cluster_id, model
@@ -68,7 +68,7 @@ SELECT
     p.prompt_text,
     p.prompt_chars,
     p.n_messages,
-    text_embedding(p.prompt_text) AS prompt_embedding
+    text_embedding(p.prompt_text)::FLOAT[] AS prompt_embedding  -- a list: a lake stores no fixed-size arrays
 FROM per_model pm
 JOIN prompts p USING (cluster_id)
 JOIN labels l USING (cluster_id)

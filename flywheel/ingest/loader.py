@@ -63,7 +63,7 @@ from flywheel.ingest.sources import DamagedInput, container_of, content_hash, is
 from flywheel.ingest.validate import Block, BlockResult, BlockSpec, LineError, parse_line, start_worker
 from flywheel.processes import alive
 from flywheel.settings import private_folder
-from flywheel.warehouse import WarehouseBusyError, database_path, sql_literal, transaction
+from flywheel.warehouse import WarehouseBusyError, sql_literal, storage_path, transaction, writing
 
 # Big enough that DuckDB writes each block's rows straight to row groups; small enough to bound memory.
 DEFAULT_BATCH_LINES = 250_000
@@ -244,7 +244,6 @@ def ingest_file(
     """
     started = time.perf_counter()
     ensure_raw_layer(con)
-    remove_unregistered_segments(con)
     path = path.resolve()
     size = path.stat().st_size
     if workers == "auto":
@@ -292,6 +291,19 @@ def _ingest(con: duckdb.DuckDBPyConnection, path: Path, size: int, started: floa
     # A mapped file is known by its content and its mapping: read again with a fixed mapping, its lines are
     # re-done (events already stored stay once: they are keyed), and quarantined lines it now takes are resolved.
     file_hash = content_hash(path) + (f".m{mapping.digest}" if mapping else "")
+    # One ingestion at a time writes the raw layer (on a lake too, where nothing else would stop two): an event
+    # is stored once because each writer sees what the one before it stored.
+    with writing(con, "raw"):
+        return _ingest_content(con, path, file_hash, size, started, executor, workers, threads, mapping=mapping,
+                               format_name=format_name, batch_lines=batch_lines, max_line_bytes=max_line_bytes,
+                               progress=progress, segments=segments)
+
+
+def _ingest_content(con: duckdb.DuckDBPyConnection, path: Path, file_hash: str, size: int, started: float,
+                    executor: Executor, workers: int, threads: int, *, mapping: FieldMapping | None,
+                    format_name: str, batch_lines: int, max_line_bytes: int, progress: ProgressFn | None,
+                    segments: bool) -> FileReport:
+    remove_unregistered_segments(con)  # left by a writer that died; only the raw layer's writer may tell
     ledger = ledger_entry(con, file_hash)
     if ledger and ledger.status in FINAL:
         outcome = ledger.status if ledger.status != "done" else (
@@ -322,7 +334,7 @@ def _ingest_new(con: duckdb.DuckDBPyConnection, path: Path, file_hash: str, size
                 mapping: FieldMapping | None, batch_lines: int, max_line_bytes: int, progress: ProgressFn | None,
                 segments: bool) -> FileReport:
     outcome, skip = ("resumed", ledger.lines_done) if ledger else ("ingested", 0)
-    workdir = _workdir(database_path(con))
+    workdir = _workdir(storage_path(con))
     spec = BlockSpec(format=fmt, native_bytes=fmt == "native" and container_of(path) == "jsonl",
                      mapping_path=str(mapping.source) if mapping else None, max_line_bytes=max_line_bytes,
                      workdir=str(workdir), source_file=str(path), file_hash=file_hash, segments=segments)

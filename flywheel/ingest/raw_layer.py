@@ -22,7 +22,7 @@ import msgspec.inspect as mi
 
 from flywheel.contracts import CONTRACTS
 from flywheel.settings import owner_only, private_folder
-from flywheel.warehouse import database_path, sql_literal
+from flywheel.warehouse import create, sql_literal, storage_path, writing
 
 if TYPE_CHECKING:
     from flywheel.ingest.validate import BlockResult
@@ -186,7 +186,7 @@ CREATE TABLE IF NOT EXISTS raw.ingest_files (
 def segments_folder(con: duckdb.DuckDBPyConnection) -> Path | None:
     """Where the raw layer's Parquet segments live: `<name>.raw/` beside the DuckDB file `<name>.duckdb`, its
     own whatever else shares the folder (none for a database in memory)."""
-    database = database_path(con)
+    database = storage_path(con)
     return database.with_suffix(".raw") if database else None
 
 
@@ -197,11 +197,16 @@ def raw_layer_exists(con: duckdb.DuckDBPyConnection) -> bool:
 
 
 def ensure_raw_layer(con: duckdb.DuckDBPyConnection) -> None:
+    with writing(con, "raw"):  # its views are remade: by one writer at a time
+        _ensure_raw_layer(con)
+
+
+def _ensure_raw_layer(con: duckdb.DuckDBPyConnection) -> None:
     for table in EVENT_TABLES:  # warehouses made before segments kept events in tables of the views' names
         if con.execute(f"""SELECT 1 FROM duckdb_tables() WHERE database_name = current_database()
                            AND schema_name = 'raw' AND table_name = '{table}'""").fetchall():
             con.execute(f"ALTER TABLE raw.{table} RENAME TO {table}_rows")
-    con.execute(RAW_DDL)
+    create(con, RAW_DDL)
     _upgrade_event_tables(con)
     # Warehouses made before files could end partial or failed: the columns that say why.
     con.execute("ALTER TABLE raw.ingest_ledger ADD COLUMN IF NOT EXISTS error VARCHAR")

@@ -22,7 +22,7 @@ from typing import Any
 import duckdb
 
 from flywheel.labeling.datasets import DatasetSpec
-from flywheel.warehouse import transaction
+from flywheel.warehouse import new_records, transaction
 
 
 def pair_agreement(kind: str, a: Any, b: Any, scale: tuple[float, float] | None = None) -> float | None:
@@ -111,10 +111,10 @@ def _requeue(con: duckdb.DuckDBPyConnection, spec: DatasetSpec, record_ids: list
         record["id"] = f"{origin}~r{next_round}"
         if "round" in spec.metadata_names:
             record["metadata"]["round"] = next_round
-        con.execute("""
+        con.execute(f"""
             INSERT INTO labeling.queue (record_id, dataset, kind, request_id, request_id_b, cluster_id, app_id, model,
                                         model_b, strategy, round, parent_record_id, record, queued_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'low_agreement', ?, ?, ?, ?) ON CONFLICT DO NOTHING
+            {new_records("labeling.queue", "record_id", "?, ?, ?, ?, ?, ?, ?, ?, ?, 'low_agreement', ?, ?, ?, ?")}
         """, [record["id"], row["dataset"], row["kind"], row["request_id"], row["request_id_b"], row["cluster_id"],
               row["app_id"], row["model"], row["model_b"], next_round, origin, json.dumps(record), now])
     return len(rows)

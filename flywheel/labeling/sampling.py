@@ -27,6 +27,7 @@ import duckdb
 
 from flywheel.labeling.datasets import PAIRWISE, RESPONSE_REVIEW, DatasetSpec
 from flywheel.labeling.store import ensure_labeling_tables
+from flywheel.warehouse import new_records
 
 CANDIDATES = "intermediate.int_labeling_candidates"
 
@@ -206,7 +207,7 @@ def _append(con: duckdb.DuckDBPyConnection, spec: DatasetSpec, items: list[dict[
     con.executemany(
         "INSERT INTO labeling.queue (record_id, dataset, kind, request_id, request_id_b, cluster_id, app_id, model, "
         "model_b, strategy, round, parent_record_id, record, queued_at, inclusion_probability) "
-        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
+        + new_records("labeling.queue", "record_id", "?,?,?,?,?,?,?,?,?,?,?,?,?,?,?"),
         [[i["record"]["id"], spec.name, spec.kind, i["request_id"], i.get("request_id_b"), i["cluster_id"],
           i.get("app_id"), i.get("model"), i.get("model_b"), i["strategy"], i.get("round", 1),
           i.get("parent_record_id"), json.dumps(i["record"]), now, i.get("inclusion_probability")] for i in items],

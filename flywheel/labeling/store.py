@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import duckdb
 
+from flywheel.warehouse import create
+
 LABELING_DDL = """
 CREATE SCHEMA IF NOT EXISTS labeling;
 CREATE TABLE IF NOT EXISTS labeling.queue (
@@ -72,7 +74,7 @@ CREATE TABLE IF NOT EXISTS labeling.record_agreement (
 
 
 def ensure_labeling_tables(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute(LABELING_DDL)
+    create(con, LABELING_DDL)
     # queues made before control picks carried their inclusion probability
     con.execute("ALTER TABLE labeling.queue ADD COLUMN IF NOT EXISTS inclusion_probability DOUBLE")
 

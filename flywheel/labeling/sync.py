@@ -215,13 +215,16 @@ def pull(con: duckdb.DuckDBPyConnection, target: ArgillaTarget, spec: DatasetSpe
     if upserts:
         with transaction(con):  # all of the pull's answers, or none
             con.executemany("""
-                INSERT INTO labeling.labels (record_id, user_id, username, dataset, kind, request_id, request_id_b,
-                                             status, answers, answers_hash, revision, first_pulled_at, updated_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)
-                ON CONFLICT (record_id, user_id) DO UPDATE SET
-                    status = excluded.status, answers = excluded.answers, answers_hash = excluded.answers_hash,
-                    username = coalesce(excluded.username, labeling.labels.username),
-                    revision = labeling.labels.revision + 1, updated_at = excluded.updated_at
+                MERGE INTO labeling.labels USING (
+                    SELECT * FROM (VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?::JSON, ?, 1, ?::TIMESTAMPTZ, ?::TIMESTAMPTZ))
+                    pulled(record_id, user_id, username, dataset, kind, request_id, request_id_b, status, answers,
+                           answers_hash, revision, first_pulled_at, updated_at)
+                ) pulled ON labels.record_id = pulled.record_id AND labels.user_id = pulled.user_id
+                WHEN MATCHED THEN UPDATE SET
+                    status = pulled.status, answers = pulled.answers, answers_hash = pulled.answers_hash,
+                    username = coalesce(pulled.username, labels.username),
+                    revision = labels.revision + 1, updated_at = pulled.updated_at
+                WHEN NOT MATCHED THEN INSERT BY NAME
             """, upserts)
     report.agreement, report.requeued = compute_agreement(con, spec, threshold=agreement_threshold,
                                                           max_rounds=max_rounds)

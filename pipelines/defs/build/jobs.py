@@ -23,14 +23,15 @@ build_job = dg.define_asset_job(
     description="Build the reference prices, SQL models and near-duplicate clusters (staging → dedup → "
                 "intermediate) for a range of days in one run.",
     tags=WAREHOUSE_WRITE_TAGS,
-    # Steps write one DuckDB file one at a time (the warehouse pool): a process per step would only add start-up.
-    executor_def=dg.in_process_executor,
+    # Embedded: steps write one DuckDB file one at a time (the warehouse pool), so a process per step would only
+    # add start-up. Scale: the profile's executor (Celery workers) takes the steps.
+    executor_def=None if Home.from_env().lake else dg.in_process_executor,
 )
 
 
 def build_requests(instance: dg.DagsterInstance, home: Home) -> list[dg.RunRequest] | dg.SkipReason:
     """Run requests for whatever needs building, keyed by what they build from, so a request is made once."""
-    if not home.warehouse.exists():
+    if not warehouse.exists(home):
         return dg.SkipReason("no warehouse yet")
     try:
         with warehouse.session(home, read_only=True, lock_timeout_s=1) as con:

@@ -53,7 +53,7 @@ def landing_sensor(context: dg.SensorEvaluationContext):
     current = _fingerprints(home)
     seen = json.loads(context.cursor) if context.cursor else {}
     new = sorted(name for name, fp in current.items() if seen.get(name) != fp)
-    if new and home.warehouse.exists():
+    if new and warehouse.exists(home):
         # Files that `flywheel ingest` or `flywheel run` already took in since they last changed need no run.
         try:
             with warehouse.session(home, read_only=True, lock_timeout_s=1) as con:
