@@ -2,14 +2,17 @@
 
     uv run python bench/bench_cycle.py                      # 1,000,000 interactions over 7 days
     uv run python bench/bench_cycle.py --rows 100000 --labeling
+    uv run python bench/bench_cycle.py --profile scale --workers 2   # DuckLake + Dagster on PostgreSQL, Celery
 
 Simulates `--rows` interactions into a new FLYWHEEL_HOME, then runs the cycle's stages as a user would, each
 as its own `flywheel` command (so each stage's wall time and peak memory are its own): ingest, build (staging,
 quality checks, near-duplicates, intermediate), with `--labeling` the labeling queue pushed to the local
 Argilla (capped by the budget; the first run installs the server), and publish (signals, splits, marts,
 checks, releases). Then the same stages again with nothing new: the baseline is the full run, and the re-run
-should take under 5% of it. Targets (issue 11): the full cycle under 3 minutes on 2 cores. Prints a table,
-then the figures as one JSON line.
+should take under 5% of it. Targets (issue 11): the full cycle under 3 minutes on 2 cores. With
+`--profile scale` the same stages run on the scale-out profile (a new PostgreSQL database on the server of
+FLYWHEEL_POSTGRES_URL, `--workers` Celery workers on FLYWHEEL_BROKER_URL, whose memory counts with each stage).
+Prints a table, then the figures as one JSON line.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import psutil
@@ -30,23 +35,25 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 
-def _stage(args: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """Run one `flywheel` command; its wall time (s) and peak resident memory (MB, with its children)."""
+def _stage(args: list[str], env: dict[str, str], beside: list[int] | None = None) -> tuple[float, float]:
+    """Run one `flywheel` command; its wall time (s) and peak resident memory (MB, with its children and the
+    processes `beside` it: the scale profile's workers, which run its steps)."""
     started = time.perf_counter()
     process = subprocess.Popen([sys.executable, "-m", "pipelines.cli", *args], env=env, cwd=REPO,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    peak, watched = 0, psutil.Process(process.pid)
+    peak = 0
+    watched = [psutil.Process(process.pid), *(psutil.Process(pid) for pid in beside or [])]
 
     def watch() -> None:
         nonlocal peak
         while process.poll() is None:
-            try:
-                rss = watched.memory_info().rss + sum(
-                    c.memory_info().rss for c in watched.children(recursive=True)
-                    if c.name() != "argilla" and "argilla" not in " ".join(c.cmdline()[:2]))
-                peak = max(peak, rss)
-            except psutil.Error:
-                pass
+            rss = 0
+            for root in watched:
+                with suppress(psutil.Error):
+                    rss += root.memory_info().rss + sum(
+                        c.memory_info().rss for c in root.children(recursive=True)
+                        if c.name() != "argilla" and "argilla" not in " ".join(c.cmdline()[:2]))
+            peak = max(peak, rss)
             time.sleep(0.05)
 
     thread = threading.Thread(target=watch, daemon=True)
@@ -58,40 +65,87 @@ def _stage(args: list[str], env: dict[str, str]) -> tuple[float, float]:
     return time.perf_counter() - started, peak / 1e6
 
 
+def _start_workers(home, count: int) -> list[subprocess.Popen]:
+    """Celery workers for the scale profile, up once they answer; their memory is counted in no stage."""
+    from pipelines.scale import worker_process, workers_answering
+
+    started = [worker_process(home, name=f"bench-{n}", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+               for n in range(count)]
+    while len(workers_answering(home, timeout_s=1)) < count:
+        time.sleep(1)
+    return started
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--days", type=int, default=7)
     parser.add_argument("--labeling", action="store_true", help="Queue and push the labeling budget to Argilla.")
+    parser.add_argument("--profile", choices=["embedded", "scale"], default="embedded",
+                        help="scale: the lake and Dagster in a new PostgreSQL database (FLYWHEEL_POSTGRES_URL's "
+                             "server), steps on --workers Celery workers (FLYWHEEL_BROKER_URL).")
+    parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
 
+    with tempfile.TemporaryDirectory(prefix="bench-cycle-") as tmp, _profile(args.profile) as variables:
+        _cycle(args, Path(tmp), variables)
+
+
+@contextmanager
+def _profile(profile: str) -> Iterator[dict[str, str]]:
+    """The environment of the chosen profile; for scale, a PostgreSQL database of the benchmark's own."""
+    if profile == "embedded":
+        yield {"FLYWHEEL_PROFILE": "embedded"}
+        return
+    import uuid
+
+    import psycopg2
+
+    from flywheel.settings import Home
+
+    server = Home.from_env(".").scale.postgres_url.rsplit("/", 1)[0]
+    name = f"flywheel_bench_{uuid.uuid4().hex[:8]}"
+    admin = psycopg2.connect(f"{server}/postgres")
+    admin.autocommit = True
+    admin.cursor().execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield {"FLYWHEEL_PROFILE": "scale", "FLYWHEEL_POSTGRES_URL": f"{server}/{name}"}
+    finally:
+        admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+def _cycle(args: argparse.Namespace, tmp: Path, variables: dict[str, str]) -> None:
     from flywheel.settings import Home
     from flywheel.simulate import simulate
 
-    with tempfile.TemporaryDirectory(prefix="bench-cycle-") as tmp:
-        home = Home(Path(tmp) / "home").ensure()
-        source = home.landing / "traffic.jsonl"
-        print(f"simulating {args.rows:,} interactions ...", file=sys.stderr)
-        simulate(source, args.rows, days=args.days, seed=1)
-        env = {**os.environ, "FLYWHEEL_HOME": str(home.root), "PYTHONWARNINGS": "ignore"}
-        stages = [("ingest", ["ingest"]), ("build", ["build"])]
-        if args.labeling:
-            stages.append(("labeling", ["label", "queue"]))
-        stages.append(("publish", ["publish"]))
-        figures: dict[str, dict[str, float]] = {"full": {}, "rerun": {}}
-        for run in ("full", "rerun"):
-            for name, command in stages:
-                wall, peak = _stage(command, env)
-                figures[run][name] = wall
-                figures[run][f"{name}_peak_mb"] = peak
-                print(f"{run} {name}: {wall:.1f} s, {peak:,.0f} MB", file=sys.stderr)
-        # The same re-run as the one command a user schedules: the main job (ingest, build, publish).
-        one_command, one_command_peak = _stage(["run", "--rows", "0", *([] if args.labeling else ["--no-labeling"])],
-                                               env)
-        if args.labeling:
-            _stage(["argilla", "down"], env)
-        released = {p.parent.parent.name for p in home.releases.glob("*/latest/manifest.json")}
-        sizes = sum(f.stat().st_size for f in home.releases.rglob("*") if f.is_file() and not f.is_symlink())
+    home = Home.from_env(tmp / "home", env=variables).ensure()
+    source = home.landing / "traffic.jsonl"
+    print(f"simulating {args.rows:,} interactions ...", file=sys.stderr)
+    simulate(source, args.rows, days=args.days, seed=1)
+    env = {**os.environ, **home.environment(), "PYTHONWARNINGS": "ignore"}
+    workers = _start_workers(home, args.workers) if home.lake else []
+    stages = [("ingest", ["ingest"]), ("build", ["build"])]
+    if args.labeling:
+        stages.append(("labeling", ["label", "queue"]))
+    stages.append(("publish", ["publish"]))
+    figures: dict[str, dict[str, float]] = {"full": {}, "rerun": {}}
+    for run in ("full", "rerun"):
+        for name, command in stages:
+            wall, peak = _stage(command, env, [w.pid for w in workers])
+            figures[run][name] = wall
+            figures[run][f"{name}_peak_mb"] = peak
+            print(f"{run} {name}: {wall:.1f} s, {peak:,.0f} MB", file=sys.stderr)
+    # The same re-run as the one command a user schedules: the main job (ingest, build, publish).
+    one_command, one_command_peak = _stage(["run", "--rows", "0", *([] if args.labeling else ["--no-labeling"])],
+                                           env, [w.pid for w in workers])
+    if args.labeling:
+        _stage(["argilla", "down"], env)
+    for worker in workers:
+        worker.terminate()
+        worker.wait(60)
+    released = {p.parent.parent.name for p in home.releases.glob("*/latest/manifest.json")}
+    sizes = sum(f.stat().st_size for f in home.releases.rglob("*") if f.is_file() and not f.is_symlink())
 
     names = [name for name, _ in stages]
     full = sum(figures["full"][n] for n in names)
@@ -107,7 +161,8 @@ def main() -> None:
           f"{100 * one_command / full:.1f}% as one `flywheel run` (target < 5%); {len(released)} datasets "
           f"released, {sizes / 1e6:.1f} MB")
     print(json.dumps({
-        "benchmark": "cycle", "rows": args.rows, "days": args.days, "labeling": args.labeling,
+        "benchmark": "cycle", "profile": args.profile, "workers": len(workers), "rows": args.rows,
+        "days": args.days, "labeling": args.labeling,
         "full_s": round(full, 1), "rerun_s": round(rerun, 1), "rerun_ratio": round(rerun / full, 4),
         "rerun_one_command_s": round(one_command, 1), "rerun_one_command_ratio": round(one_command / full, 4),
         "stages": {run: {k: round(v, 1) for k, v in f.items()} for run, f in figures.items()},

@@ -31,7 +31,7 @@ from flywheel import sqlfunctions
 from flywheel.curation import prepare_for_models
 from flywheel.days import DayRange, set_day_range
 from flywheel.settings import REPO_ROOT
-from flywheel.warehouse import create, transaction, writing
+from flywheel.warehouse import create, retrying_conflicts, transaction, writing
 
 MODELS_DIR = REPO_ROOT / "dbt_like_sql"
 LAYERS = ("staging", "intermediate", "marts")
@@ -169,6 +169,11 @@ def materialize(con: duckdb.DuckDBPyConnection, model: SqlModel, days: DayRange 
     # Writers of other days go on meanwhile (a lake lets them), but one that makes the table, or makes it again,
     # has it to itself.
     whole = not _exists(con, model) or _columns(con, f"({model.sql})") != _columns(con, model.relation)
+    return retrying_conflicts(lambda: _replace_days(con, model, days, inside, whole))
+
+
+def _replace_days(con: duckdb.DuckDBPyConnection, model: SqlModel, days: DayRange, inside: str,
+                  whole: bool) -> Materialization:
     alone, shared = days.lock_keys()
     locks = writing(con, model.relation) if whole else writing(
         con, *(f"{model.relation}|{key}" for key in alone),

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import duckdb
 
@@ -37,6 +38,7 @@ def _is_lock_conflict(error: duckdb.Error) -> bool:
     return "Could not set lock" in text or "Conflicting lock" in text
 
 
+T = TypeVar("T")
 LAKE = "warehouse"  # the lake's catalog name in a connection
 
 
@@ -122,6 +124,9 @@ def _connect_lake(home: Home, read_only: bool) -> duckdb.DuckDBPyConnection:
                 f"the lake's catalog in PostgreSQL ({home.scale.postgres_url}, schema {home.scale.lake_schema}; "
                 f"FLYWHEEL_POSTGRES_URL) could not be opened: {str(error).splitlines()[0]}") from error
         con.execute(f"USE {LAKE}")
+        # Every commit takes the lake's next snapshot number; writers that commit at the same moment retry, and
+        # several busy workers need more than DuckLake's default 10 tries (about 11 s in all).
+        con.execute("SET ducklake_max_retry_count = 100")
         return con
     except BaseException:
         con.close()
@@ -258,6 +263,19 @@ def writing(con: duckdb.DuckDBPyConnection, *keys: str, shared: tuple[str, ...] 
     finally:
         held.difference_update(keys, shared)
         locks.close()
+
+
+def retrying_conflicts(write: Callable[[], T], attempts: int = 4) -> T:
+    """`write` again when a lake refused its commit for another writer's (the locks of `writing` keep two writers
+    off the same rows, so such a conflict is about shared catalog entries, and a second try goes through)."""
+    for attempt in range(attempts):
+        try:
+            return write()
+        except duckdb.TransactionException as error:
+            if "DuckLake" not in str(error) or attempt == attempts - 1:
+                raise
+            time.sleep(0.5 * (attempt + 1) * (0.5 + random.random()))
+    raise AssertionError("unreachable")
 
 
 @contextmanager

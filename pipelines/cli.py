@@ -171,6 +171,7 @@ def dagster(
 def worker(
     name: Annotated[str | None, typer.Option(help="This worker's name (default: worker-<pid>).")] = None,
     concurrency: Annotated[int, typer.Option(min=1, help="Steps this worker runs at once.")] = 1,
+    loglevel: Annotated[str, typer.Option(help="Celery's log level: INFO lists every step it runs.")] = "WARNING",
     home: HomeOption = None,
 ) -> None:
     """Run Dagster's steps for the scale profile: a Celery worker on FLYWHEEL_BROKER_URL that writes the lake
@@ -184,7 +185,7 @@ def worker(
     console.print(f"worker on {where.scale.broker_url}, lake {where.lake_data} (catalog schema "
                   f"{where.scale.lake_schema}); Ctrl-C to stop", soft_wrap=True)
     process = worker_process(where, name=name or f"worker-{os.getpid()}", concurrency=concurrency,
-                             loglevel="INFO")
+                             loglevel=loglevel.upper())
     try:
         raise typer.Exit(process.wait())
     except KeyboardInterrupt:

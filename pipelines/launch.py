@@ -154,21 +154,23 @@ def build(home: Home, *, only: list[date] | None = None, since: date | None = No
 
 
 def _build_on_workers(home: Home, plan, result: RunsResult, say: Callable[[str], None]) -> RunsResult:
-    """The scale profile: a run per day, as many at once as there are workers, their steps on the workers."""
-    from pipelines.scale import build_days, workers_answering
+    """The scale profile: the days cut into a stretch per worker, their runs at once, their steps on the workers."""
+    from pipelines.scale import build_days, stretches, workers_answering
 
     workers = workers_answering(home)
     if not workers:
         raise RuntimeError(f"no flywheel worker answers on {home.scale.broker_url}: start one or more with "
                            "`flywheel worker` (FLYWHEEL_BROKER_URL names the broker)")
-    days = [str(day) for r in plan.ranges for day in plan.days_with_data if r.first <= day <= r.last]
-    say(f"building {len(days)} day(s) as separate runs on {len(workers)} worker(s): {', '.join(workers)}")
+    days = [day for day in plan.days_with_data if any(r.first <= day <= r.last for r in plan.ranges)]
+    runs_of_days = stretches(days, len(workers))
+    say(f"building {len(days)} day(s) in {len(runs_of_days)} concurrent run(s) on {len(workers)} worker(s): "
+        f"{', '.join(workers)}")
 
     def report(run) -> None:
         say(f"built {run.day or 'whole-history assets'}: {'ok' if run.success else 'FAILED - ' + run.error} "
             f"(run {run.run_id})")
 
-    runs = build_days(home, days, parallel=len(workers), tags=_tags(), other_assets=plan.other_assets,
+    runs = build_days(home, runs_of_days, parallel=len(workers), tags=_tags(), other_assets=plan.other_assets,
                       on_run=report)
     result.runs.extend(runs)  # type: ignore[arg-type]  # each has .success and .run_id, as in-process results
     result.days_built = plan.days if all(run.success for run in runs) else 0

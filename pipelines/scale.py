@@ -1,6 +1,6 @@
 """The scale-out profile's moving parts: the Celery executor that sends Dagster's steps to a broker, the workers
 that run them (`flywheel worker`, on any machine that reaches the broker, PostgreSQL and the lake's folder), and
-builds of many days as concurrent runs whose steps the workers share.
+builds of many days as concurrent runs (a stretch of days each) whose steps the workers share.
 
 Dagster's own engines do the work: dagster-celery's executor and worker app, dagster-postgres for the instance.
 What flywheel adds is their configuration, derived from the same settings as everything else (FLYWHEEL_*)."""
@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 import dagster as dg
@@ -80,7 +81,7 @@ def build_job() -> dg.JobDefinition:
 
 @dataclass(frozen=True)
 class DayRun:
-    day: str
+    day: str  # the days it built, as DayRange prints them ("" for the assets not partitioned by day)
     run_id: str
     success: bool
     error: str = ""
@@ -91,8 +92,8 @@ def _adopt(environment: dict[str, str]) -> None:
 
 
 def _run_day(day: str, tags: dict[str, str]) -> DayRun:
-    """A run of the build job: one day's partitions, or (day "") the stale assets not partitioned by day whose
-    keys `tags` carries under "flywheel/assets" (comma-separated)."""
+    """A run of the build job: the partitions of a stretch of days ("first..last", or one day), or (day "") the
+    stale assets not partitioned by day whose keys `tags` carries under "flywheel/assets" (comma-separated)."""
     from pipelines.builds import range_tags
     from pipelines.launch import QUIET, prepare_instance
 
@@ -100,7 +101,7 @@ def _run_day(day: str, tags: dict[str, str]) -> DayRun:
     with prepare_instance(home) as instance:
         selection = [dg.AssetKey.from_user_string(k) for k in tags.pop("flywheel/assets", "").split(",") if k]
         result = dg.execute_job(dg.reconstructable(build_job), instance, run_config=QUIET,
-                                tags={**tags, **(range_tags(DayRange.parse(day, day)) if day else {})},
+                                tags={**tags, **(range_tags(DayRange.parse(*_ends(day))) if day else {})},
                                 asset_selection=selection or None, raise_on_error=False)
         return DayRun(day, result.run_id, result.success, "" if result.success else _why(instance, result.run_id))
 
@@ -114,7 +115,7 @@ def _why(instance: dg.DagsterInstance, run_id: str) -> str:
         while error is not None and error.cause is not None and (error.cls_name or "").startswith("Dagster"):
             error = error.cause
         if error is not None:
-            reasons.append(f"{entry.dagster_event.step_key or 'run'}: {error.message.strip().splitlines()[0]}")
+            reasons.append(f"{entry.dagster_event.step_key or 'run'}: {' '.join(error.message.split())[:300]}")
     return "; ".join(reasons)
 
 
@@ -129,11 +130,29 @@ def workers_answering(home: Home, timeout_s: float = 3.0) -> list[str]:
         app.close()
 
 
-def build_days(home: Home, days: list[str], *, parallel: int, tags: dict[str, str] | None = None,
+def _ends(days: str) -> tuple[str, str]:
+    first, _, last = days.partition("..")
+    return first, last or first
+
+
+def stretches(days: list[date], parts: int) -> list[DayRange]:
+    """`days` (with data, in order) cut into at most `parts` runs of neighbouring days, as even as they come: a
+    worker's step has a start-up cost, so each run builds as many days as the workers' share allows."""
+    parts = max(1, min(parts, len(days)))
+    size, extra = divmod(len(days), parts)
+    out, start = [], 0
+    for n in range(parts):
+        end = start + size + (n < extra)
+        out.append(DayRange(days[start], days[end - 1]))
+        start = end
+    return out
+
+
+def build_days(home: Home, days: list[DayRange], *, parallel: int, tags: dict[str, str] | None = None,
                other_assets: list[dg.AssetKey] | None = None,
                on_run: Callable[[DayRun], None] | None = None) -> list[DayRun]:
-    """One Dagster run per day, `parallel` at a time, each run's steps executed by the Celery workers; then one
-    run of `other_assets` (not partitioned by day), if any."""
+    """A Dagster run per stretch of days, `parallel` at a time, each run's steps executed by the Celery workers;
+    then one run of `other_assets` (not partitioned by day), if any."""
     from pipelines.launch import prepare_instance
     from pipelines.shared import WAREHOUSE_POOL
 
@@ -147,7 +166,7 @@ def build_days(home: Home, days: list[str], *, parallel: int, tags: dict[str, st
     context = multiprocessing.get_context("spawn")  # each run orchestrates from a process of its own
     with ProcessPoolExecutor(max(1, min(parallel, len(days))), mp_context=context, initializer=_adopt,
                              initargs=(home.environment(),)) as pool:
-        for run in pool.map(_run_day, days, [dict(tags or {}) for _ in days]):
+        for run in pool.map(_run_day, [str(d) for d in days], [dict(tags or {}) for _ in days]):
             runs.append(run)
             if on_run:
                 on_run(run)
