@@ -80,14 +80,19 @@ def _outcome(run: dg.ExecuteInProcessResult) -> str:
     """'ok', or FAILED with each failed step and the first line of its error (the rest is in the UI)."""
     if run.success:
         return "ok"
-    failures = []
-    for event in run.get_step_failure_events():
-        error = event.step_failure_data.error
-        while error is not None and error.cause is not None and (error.cls_name or "").startswith("Dagster"):
-            error = error.cause  # the exception our code raised, not Dagster's wrapper around it
-        if error is not None:
-            failures.append(f"{event.step_key}: {error.message.strip().splitlines()[0]}")
+    failures = [f"{event.step_key}: {why}" for event in run.get_step_failure_events()
+                if (why := first_line_of(event.step_failure_data.error))]
     return "FAILED" + (" - " + "; ".join(failures) if failures else "")
+
+
+def first_line_of(error, chars: int = 0) -> str:
+    """The first line of the exception our code raised, not of Dagster's wrappers around it ("" for none); with
+    `chars`, its whole message on one line, cut there (a lake's refused commit says why on its second line)."""
+    while error is not None and error.cause is not None and (error.cls_name or "").startswith("Dagster"):
+        error = error.cause
+    if error is None or not error.message.strip():
+        return ""
+    return " ".join(error.message.split())[:chars] if chars else error.message.strip().splitlines()[0]
 
 
 @dataclass

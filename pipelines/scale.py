@@ -108,14 +108,14 @@ def _run_day(day: str, tags: dict[str, str]) -> DayRun:
 
 def _why(instance: dg.DagsterInstance, run_id: str) -> str:
     """The first line of each error the run's steps (or the run itself) ended on."""
+    from pipelines.launch import first_line_of
+
     reasons = []
     for entry in instance.all_logs(run_id, of_type={dg.DagsterEventType.STEP_FAILURE,
                                                    dg.DagsterEventType.RUN_FAILURE}):
-        error = getattr(entry.dagster_event.event_specific_data, "error", None)
-        while error is not None and error.cause is not None and (error.cls_name or "").startswith("Dagster"):
-            error = error.cause
-        if error is not None:
-            reasons.append(f"{entry.dagster_event.step_key or 'run'}: {' '.join(error.message.split())[:300]}")
+        why = first_line_of(getattr(entry.dagster_event.event_specific_data, "error", None), chars=300)
+        if why:
+            reasons.append(f"{entry.dagster_event.step_key or 'run'}: {why}")
     return "; ".join(reasons)
 
 
