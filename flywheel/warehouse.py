@@ -238,9 +238,12 @@ def writing(con: duckdb.DuckDBPyConnection, *keys: str, shared: tuple[str, ...] 
     writes it at a time."""
     found = con.execute("SELECT path, options FROM duckdb_databases() WHERE database_name = current_database() "
                         "AND type = 'ducklake'").fetchall()
+    if not found:
+        yield
+        return
     held = _HELD.setdefault(id(con), set())
     keys, shared = tuple(set(keys) - held), tuple(set(shared) - held)  # a block inside another: already held
-    if not found or not (keys or shared):
+    if not (keys or shared):
         yield
         return
     import psycopg2
@@ -262,6 +265,8 @@ def writing(con: duckdb.DuckDBPyConnection, *keys: str, shared: tuple[str, ...] 
         raise WarehouseBusyError(f"another writer held {', '.join(sorted(keys))} for {timeout_s:.0f}s") from error
     finally:
         held.difference_update(keys, shared)
+        if not held:  # the outermost block: the connection's entry goes with it
+            _HELD.pop(id(con), None)
         locks.close()
 
 
