@@ -3,6 +3,7 @@
     uv run python bench/bench_cycle.py                      # 1,000,000 interactions over 7 days
     uv run python bench/bench_cycle.py --rows 100000 --labeling
     uv run python bench/bench_cycle.py --profile scale --workers 2   # DuckLake + Dagster on PostgreSQL, Celery
+    uv run python bench/bench_cycle.py --rows 10000000 --cache ~/.cache/flywheel-bench   # and 1M as baseline
 
 Simulates `--rows` interactions into a new FLYWHEEL_HOME, then runs the cycle's stages as a user would, each
 as its own `flywheel` command (so each stage's wall time and peak memory are its own): ingest, build (staging,
@@ -12,7 +13,9 @@ checks, releases). Then the same stages again with nothing new: the baseline is 
 should take under 5% of it. Targets (issue 11): the full cycle under 3 minutes on 2 cores. With
 `--profile scale` the same stages run on the scale-out profile (a new PostgreSQL database on the server of
 FLYWHEEL_POSTGRES_URL, `--workers` Celery workers on FLYWHEEL_BROKER_URL, whose memory counts with each stage).
-Prints a table, then the figures as one JSON line.
+Past a million rows the same cycle first runs on 1M (`--baseline-rows`) and each stage's time per million rows
+is compared (issue 13: 10M under 30 minutes, all processes together under 4 GB, no stage growing faster than
+linearly). Prints a table, then the figures as one JSON line.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -27,6 +31,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psutil
@@ -80,15 +85,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--days", type=int, default=7)
+    parser.add_argument("--baseline-rows", type=int, default=None,
+                        help="Also run the cycle on this many rows first and compare each stage's time per million "
+                             "rows (default: 1,000,000 when --rows is larger, else none).")
+    parser.add_argument("--cache", type=Path, default=None,
+                        help="Keep the simulated traffic in this folder and reuse it (10M rows take ~10 minutes and "
+                             "~9 GB to simulate); by default it is simulated into the run's temporary folder.")
     parser.add_argument("--labeling", action="store_true", help="Queue and push the labeling budget to Argilla.")
     parser.add_argument("--profile", choices=["embedded", "scale"], default="embedded",
                         help="scale: the lake and Dagster in a new PostgreSQL database (FLYWHEEL_POSTGRES_URL's "
                              "server), steps on --workers Celery workers (FLYWHEEL_BROKER_URL).")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
+    baseline_rows = args.baseline_rows if args.baseline_rows is not None else (
+        1_000_000 if args.rows > 1_000_000 else 0)
 
-    with tempfile.TemporaryDirectory(prefix="bench-cycle-") as tmp, _profile(args.profile) as variables:
-        _cycle(args, Path(tmp), variables)
+    sizes = [n for n in (baseline_rows, args.rows) if n]
+    results = {}
+    for rows in sizes:
+        with tempfile.TemporaryDirectory(prefix="bench-cycle-") as tmp, _profile(args.profile) as variables:
+            results[rows] = _cycle(args, rows, Path(tmp), variables)
+    _report(args, results, baseline_rows)
 
 
 @contextmanager
@@ -115,14 +132,31 @@ def _profile(profile: str) -> Iterator[dict[str, str]]:
         admin.close()
 
 
-def _cycle(args: argparse.Namespace, tmp: Path, variables: dict[str, str]) -> None:
-    from flywheel.settings import Home
+def _traffic(args: argparse.Namespace, rows: int, landing: Path) -> None:
+    """The simulated logs in the landing folder: simulated there, or linked from --cache (simulated there once
+    per size and day, so that every run of a day reads the same lines)."""
     from flywheel.simulate import simulate
 
+    end = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    target = landing / "traffic.jsonl"
+    source = target if args.cache is None else (
+        args.cache / f"traffic-{rows}-{args.days}d-{end:%Y%m%d}.jsonl")
+    if not source.exists():
+        print(f"simulating {rows:,} interactions ...", file=sys.stderr)
+        simulate(source, rows, days=args.days, seed=1, end=end)
+    if source != target:
+        try:
+            os.link(source, target)
+        except OSError:  # another file system
+            shutil.copyfile(source, target)
+
+
+def _cycle(args: argparse.Namespace, rows: int, tmp: Path, variables: dict[str, str]) -> dict:
+    """One full cycle and its re-run on `rows` simulated interactions: each stage's wall time and peak memory."""
+    from flywheel.settings import Home
+
     home = Home.from_env(tmp / "home", env=variables).ensure()
-    source = home.landing / "traffic.jsonl"
-    print(f"simulating {args.rows:,} interactions ...", file=sys.stderr)
-    simulate(source, args.rows, days=args.days, seed=1)
+    _traffic(args, rows, home.landing)
     env = {**os.environ, **home.environment(), "PYTHONWARNINGS": "ignore"}
     workers = _start_workers(home, args.workers) if home.lake else []
     stages = [("ingest", ["ingest"]), ("build", ["build"])]
@@ -135,7 +169,7 @@ def _cycle(args: argparse.Namespace, tmp: Path, variables: dict[str, str]) -> No
             wall, peak = _stage(command, env, [w.pid for w in workers])
             figures[run][name] = wall
             figures[run][f"{name}_peak_mb"] = peak
-            print(f"{run} {name}: {wall:.1f} s, {peak:,.0f} MB", file=sys.stderr)
+            print(f"{rows:,} rows, {run} {name}: {wall:.1f} s, {peak:,.0f} MB", file=sys.stderr)
     # The same re-run as the one command a user schedules: the main job (ingest, build, publish).
     one_command, one_command_peak = _stage(["run", "--rows", "0", *([] if args.labeling else ["--no-labeling"])],
                                            env, [w.pid for w in workers])
@@ -146,27 +180,52 @@ def _cycle(args: argparse.Namespace, tmp: Path, variables: dict[str, str]) -> No
         worker.wait(60)
     released = {p.parent.parent.name for p in home.releases.glob("*/latest/manifest.json")}
     sizes = sum(f.stat().st_size for f in home.releases.rglob("*") if f.is_file() and not f.is_symlink())
-
     names = [name for name, _ in stages]
+    return {"names": names, "figures": figures, "workers": len(workers),
+            "one_command": one_command, "one_command_peak": one_command_peak,
+            "released": len(released), "release_mb": sizes / 1e6}
+
+
+def _report(args: argparse.Namespace, results: dict[int, dict], baseline_rows: int) -> None:
+    rows = args.rows
+    result = results[rows]
+    names, figures = result["names"], result["figures"]
     full = sum(figures["full"][n] for n in names)
     rerun = sum(figures["rerun"][n] for n in names)
+    peak = max(v for f in figures.values() for k, v in f.items() if k.endswith("_peak_mb"))
     print(f"{'stage':10s} {'full s':>8s} {'peak MB':>8s} {'re-run s':>9s} {'peak MB':>8s}")
     for name in names:
         print(f"{name:10s} {figures['full'][name]:8.1f} {figures['full'][name + '_peak_mb']:8,.0f} "
               f"{figures['rerun'][name]:9.1f} {figures['rerun'][name + '_peak_mb']:8,.0f}")
     print(f"{'total':10s} {full:8.1f} {'':8s} {rerun:9.1f}")
-    print(f"re-run as one command (flywheel run --rows 0): {one_command:.1f} s, {one_command_peak:,.0f} MB")
-    print(f"{args.rows:,} interactions: the full cycle in {full:.1f} s (target < 180 s); the re-run with no new data "
-          f"{rerun:.1f} s = {100 * rerun / full:.1f}% of the full run as {len(names)} commands, {one_command:.1f} s = "
-          f"{100 * one_command / full:.1f}% as one `flywheel run` (target < 5%); {len(released)} datasets "
-          f"released, {sizes / 1e6:.1f} MB")
+    print(f"re-run as one command (flywheel run --rows 0): {result['one_command']:.1f} s, "
+          f"{result['one_command_peak']:,.0f} MB")
+    print(f"{rows:,} interactions: the full cycle in {full:.1f} s, peak {peak:,.0f} MB of all processes together; "
+          f"the re-run with no new data {rerun:.1f} s = {100 * rerun / full:.1f}% of the full run as {len(names)} "
+          f"commands, {result['one_command']:.1f} s = {100 * result['one_command'] / full:.1f}% as one "
+          f"`flywheel run` (target < 5%); {result['released']} datasets released, {result['release_mb']:.1f} MB")
+    per_million: dict[str, dict[str, float]] = {}
+    growth: dict[str, float] = {}
+    if baseline_rows:
+        base = results[baseline_rows]["figures"]["full"]
+        print(f"\n{'stage':10s} {'s/M @' + f'{baseline_rows / 1e6:g}M':>10s} {'s/M @' + f'{rows / 1e6:g}M':>10s} "
+              f"{'growth':>7s}  (time per million rows; growth > 1 = faster than linear)")
+        for name in [*names, "total"]:
+            at_base = (sum(base[n] for n in names) if name == "total" else base[name]) / (baseline_rows / 1e6)
+            at_rows = (full if name == "total" else figures["full"][name]) / (rows / 1e6)
+            per_million[name] = {str(baseline_rows): round(at_base, 2), str(rows): round(at_rows, 2)}
+            growth[name] = round(at_rows / at_base, 3)
+            print(f"{name:10s} {at_base:10.2f} {at_rows:10.2f} {growth[name]:7.3f}")
     print(json.dumps({
-        "benchmark": "cycle", "profile": args.profile, "workers": len(workers), "rows": args.rows,
+        "benchmark": "cycle", "profile": args.profile, "workers": result["workers"], "rows": rows,
         "days": args.days, "labeling": args.labeling,
         "full_s": round(full, 1), "rerun_s": round(rerun, 1), "rerun_ratio": round(rerun / full, 4),
-        "rerun_one_command_s": round(one_command, 1), "rerun_one_command_ratio": round(one_command / full, 4),
-        "stages": {run: {k: round(v, 1) for k, v in f.items()} for run, f in figures.items()},
-        "datasets_released": len(released), "release_mb": round(sizes / 1e6, 1),
+        "rerun_one_command_s": round(result["one_command"], 1),
+        "rerun_one_command_ratio": round(result["one_command"] / full, 4),
+        "peak_mb": round(peak), "stages": {run: {k: round(v, 1) for k, v in f.items()} for run, f in figures.items()},
+        "baseline_rows": baseline_rows or None, "seconds_per_million": per_million or None,
+        "growth_over_baseline": growth or None,
+        "datasets_released": result["released"], "release_mb": round(result["release_mb"], 1),
     }))
 
 

@@ -128,43 +128,29 @@ def replay(
     import msgspec
 
     from flywheel import warehouse
-    from flywheel.ingest import ingest_file
-    from flywheel.pricing import estimate_tokens
-    from flywheel.replay.run import run_replay, select_tasks
-    from flywheel.replay.settings import SETTINGS, as_logged, load_settings
+    from flywheel.replay.run import NothingToReplay, plan_replay, replay_into
+    from flywheel.replay.settings import SETTINGS, load_settings
 
     where = Home.from_env(home).ensure()
     chosen = load_settings(Path(settings) if settings else SETTINGS)
     if budget is not None:
         chosen = msgspec.structs.replace(chosen, budget_usd=budget)
     with warehouse.session(where, on_wait=console.print) as con:
-        if not con.execute("""SELECT count(*) FROM duckdb_tables()
-                              WHERE schema_name = 'marts' AND table_name = 'router_examples'""").fetchall()[0][0]:
-            console.print("[red]error:[/] nothing to replay yet: run `flywheel publish` (it builds the marts) first")
-            raise typer.Exit(2)
-        from flywheel.curation import load_rules, set_rule_variables
-
-        set_rule_variables(con, load_rules())
-        logged = [m for (m,) in con.execute("SELECT DISTINCT model FROM marts.router_examples").fetchall()]
-        chosen, renamed = as_logged(chosen, logged)
-        for name, known in renamed.items():
+        try:
+            plan = plan_replay(con, chosen, prompts)
+        except NothingToReplay as error:
+            console.print(f"[red]error:[/] {error}")
+            raise typer.Exit(2) from error
+        for name, known in plan.renamed.items():
             console.print(f"candidate {name} is {known} in the logs: its answers are stored as {known}")
-        tasks = select_tasks(con, chosen, prompts)
-        calls = sum(len(t.missing) for t in tasks)
-        by_name = {c.name: c for c in chosen.candidates}
-        worst = sum(by_name[n].pricing().cost(estimate_tokens(t.messages), chosen.max_tokens)
-                    for t in tasks for n in t.missing)
-        console.print(f"{len(tasks):,} prompts, {calls:,} answers missing; worst case ${worst:.4f} "
-                      f"(cap ${chosen.budget_usd:.2f})")
-        if dry_run or not tasks:
+        console.print(f"{len(plan.tasks):,} prompts, {plan.calls:,} answers missing; worst case "
+                      f"${plan.worst_case_usd:.4f} (cap ${plan.settings.budget_usd:.2f})")
+        if dry_run or not plan.tasks:
             return
         with _progress_with_spend() as bar:
-            task = bar.add_task("replaying", total=calls, spent=0.0)
-            report = run_replay(con, chosen, tasks, where.landing / "replay", dict(os.environ),
-                                cache_path=where.root / "replay" / "cache.sqlite",
-                                on_progress=lambda done, total, spent: bar.update(task, completed=done, spent=spent))
-        if report.events_file:
-            ingest_file(con, report.events_file)
+            task = bar.add_task("replaying", total=plan.calls, spent=0.0)
+            report = replay_into(con, plan, where.landing, where.root / "replay" / "cache.sqlite", dict(os.environ),
+                                 on_progress=lambda done, total, spent: bar.update(task, completed=done, spent=spent))
     console.print(f"asked {report.calls:,}, from cache {report.cached:,}, failed {report.failed:,}, over budget "
                   f"{report.over_budget:,}; graded {report.graded or 'none'}; spent ${report.spent_usd:.6f}")
     if report.events_file:

@@ -12,6 +12,7 @@ from pipelines.defs.ingest import definitions as ingest
 from pipelines.defs.labeling import definitions as labeling
 from pipelines.defs.publish import definitions as publish
 from pipelines.defs.reference import definitions as reference
+from pipelines.defs.replay import definitions as replay
 from pipelines.defs.sql_models import definitions as sql_models
 from pipelines.resources import executor_for, resources_for
 
@@ -23,7 +24,7 @@ def definitions_for(home: str = "") -> dg.Definitions:
     # One package per stage, in the direction of the data; `build` holds the job and sensor that run the middle.
     layout = Home.from_env(home or None)
     return dg.Definitions.merge(ingest.defs, reference.defs, sql_models.defs, dedup.defs, curation.defs,
-                                labeling.defs, publish.defs, build.defs,
+                                labeling.defs, publish.defs, replay.defs, build.defs,
                                 dg.Definitions(resources=resources_for(home), executor=executor_for(layout)))
 
 

@@ -39,6 +39,7 @@ EXPECTED_ASSET_KEYS = {
     "releases/router",
     "releases/router_examples",
     "releases/eval_items",
+    "replay/answers",
 }
 
 
@@ -48,7 +49,7 @@ def test_all_definitions_load():
     repository = defs.get_repository_def()
     repository.load_all_definitions()
     assert {j.name for j in repository.get_all_jobs()} >= {"ingest_job", "build_job", "labeling_job",
-                                                           "pull_labels_job", "publish_job"}
+                                                           "pull_labels_job", "publish_job", "replay_job"}
     assert {s.name for s in repository.sensor_defs} == {"landing_sensor", "build_sensor", "publish_after_new_labels"}
     assert {s.name for s in repository.schedule_defs} == {"daily_ingest", "daily_labeling", "pull_labels",
                                                          "weekly_publish"}

@@ -169,3 +169,34 @@ def test_bad_settings_name_the_file_and_the_key(replay_home, tmp_path):
                                 "budjet_usd": 3}))
     result = run_cli("replay", "--settings", str(path), home=replay_home.root, check=False)
     assert result.returncode == 1 and "budjet_usd" in result.stderr and str(path) in result.stderr
+
+
+def test_the_replay_job_plans_dry_then_spends_under_its_cap_with_figures_in_dagster_metadata(
+        replay_home, openai_server, tmp_path, monkeypatch):
+    from pipelines.definitions import definitions_for
+    from pipelines.launch import prepare_instance
+
+    monkeypatch.setenv("REPLAY_TEST_KEY", "sk-test")
+    settings = _settings(tmp_path / "replay.yaml", openai_server.base_url, ["calc-model"])
+    defs = definitions_for(str(replay_home.root))
+    instance = prepare_instance(replay_home)
+    job = defs.resolve_job_def("replay_job")
+
+    def launch(**config):
+        result = job.execute_in_process(instance=instance, run_config={
+            "ops": {"replay__answers": {"config": {"settings": str(settings), **config}}}})
+        assert result.success
+        return result.asset_materializations_for_node("replay__answers")[0].metadata
+
+    before = len(openai_server.requests)
+    planned = launch(dry_run=True, prompts=4)
+    assert (planned["replayed"].value, planned["prompts"].value, planned["answers_missing"].value) == (False, 4, 4)
+    assert planned["worst_case_usd"].value > 0 and len(openai_server.requests) == before
+    assert _replayed(replay_home) == []
+
+    spent = launch(prompts=4, budget_usd=0.5)
+    assert (spent["replayed"].value, spent["asked"].value, spent["failed"].value) == (True, 4, 0)
+    assert 0 < spent["spent_usd"].value <= 0.5 and spent["cap_usd"].value == 0.5
+    assert "| check:numeric | 4 |" in spent["graded"].value
+    assert [(m, s, ok) for m, _, s, ok, _ in _replayed(replay_home)] == [("calc-model", "replay-check:numeric",
+                                                                          True)] * 4

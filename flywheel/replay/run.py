@@ -310,3 +310,47 @@ def _events(task: Task, endpoint: Endpoint, answer: dict[str, Any]) -> list[dict
 def _feedback(request_id: str, feedback_type: str, source: str, **value: Any) -> dict[str, Any]:
     return {"kind": "feedback", "request_id": request_id, "timestamp": datetime.now(UTC).isoformat(),
             "feedback_type": feedback_type, "source": source, **value}
+
+
+class NothingToReplay(Exception):
+    """No marts yet: the replay reads the logged prompts and their answers from marts.router_examples."""
+
+
+@dataclass(frozen=True)
+class ReplayPlan:
+    settings: ReplaySettings  # candidates renamed to their logged names
+    tasks: list[Task]
+    renamed: dict[str, str]  # candidate name in the settings -> the logged model it is
+    calls: int
+    worst_case_usd: float
+
+
+def plan_replay(con: duckdb.DuckDBPyConnection, settings: ReplaySettings, prompts: int | None = None) -> ReplayPlan:
+    """What a replay would ask, before anything is paid: the prompts, the missing answers, the worst-case cost."""
+    from flywheel.curation import load_rules, set_rule_variables
+    from flywheel.replay.settings import as_logged
+
+    if not con.execute("""SELECT count(*) FROM duckdb_tables()
+                          WHERE schema_name = 'marts' AND table_name = 'router_examples'""").fetchall()[0][0]:
+        raise NothingToReplay("nothing to replay yet: run `flywheel publish` (it builds the marts) first")
+    set_rule_variables(con, load_rules())
+    logged = [m for (m,) in con.execute("SELECT DISTINCT model FROM marts.router_examples").fetchall()]
+    settings, renamed = as_logged(settings, logged)
+    tasks = select_tasks(con, settings, prompts)
+    by_name = {c.name: c for c in settings.candidates}
+    worst = sum(by_name[n].pricing().cost(estimate_tokens(t.messages), settings.max_tokens)
+                for t in tasks for n in t.missing)
+    return ReplayPlan(settings, tasks, renamed, sum(len(t.missing) for t in tasks), worst)
+
+
+def replay_into(con: duckdb.DuckDBPyConnection, plan: ReplayPlan, landing: Path, cache_path: Path,
+                environ: dict[str, str], on_progress: Callable[[int, int, float], None] | None = None
+                ) -> ReplayReport:
+    """Run the plan and ingest its events (from landing/replay, where they stay as the record of what was asked)."""
+    from flywheel.ingest import ingest_file
+
+    report = run_replay(con, plan.settings, plan.tasks, landing / "replay", environ, cache_path=cache_path,
+                        on_progress=on_progress)
+    if report.events_file:
+        ingest_file(con, report.events_file)
+    return report
