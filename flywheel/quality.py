@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -21,8 +22,12 @@ import duckdb
 
 from flywheel.days import DayRange
 from flywheel.settings import SCHEMAS_DIR
+from flywheel.warehouse import sql_literal
 
 SUITES_DIR = SCHEMAS_DIR / "expectations"
+# Rows of a frame validated at once: pandas holds them as Python objects (~0.3 GB per 250k interactions with
+# their prompt text), so a larger frame is validated in parts.
+CHUNK_ROWS = 250_000
 @dataclass
 class ExpectationOutcome:
     expectation: str
@@ -104,13 +109,69 @@ def _plain(value: Any) -> Any:
     return value.isoformat() if hasattr(value, "isoformat") else value.item() if hasattr(value, "item") else value
 
 
-def check_relation(con: duckdb.DuckDBPyConnection, relation: str, days: DayRange | date | None = None
-                   ) -> SuiteOutcome:
-    """Validate a model's rows (the days built, for an incremental model) against its stored suite."""
+def check_relation(con: duckdb.DuckDBPyConnection, relation: str, days: DayRange | date | None = None,
+                   chunk_rows: int = CHUNK_ROWS) -> SuiteOutcome:
+    """Validate a model's rows (the days built, for an incremental model) against its stored suite.
+
+    A frame of more than `chunk_rows` rows is validated in parts, one in memory at a time: the parts split the
+    rows by a hash of the frame's key (its first column), so a duplicated key lies within one part and the key's
+    uniqueness is exact; another column expected unique is counted over the whole frame in SQL."""
     suite = json.loads(suite_path(relation).read_text())
     sql = frame_path(relation).read_text(encoding="utf-8")
     days = DayRange.of(days) if days else None
     params = {"first": days.first, "last": days.last} if days and "$first" in sql else {}
-    frame = con.execute(sql, params).pl().to_pandas()
-    key = frame.columns[0] if len(frame.columns) else None
-    return validate_frame(frame, suite, key_column=key)
+    rows = con.execute(f"SELECT count(*) FROM ({sql})", params).fetchall()[0][0]
+    if rows <= chunk_rows:
+        frame = con.execute(sql, params).pl().to_pandas()
+        return validate_frame(frame, suite, key_column=frame.columns[0] if len(frame.columns) else None)
+    key = con.execute(f"SELECT * FROM ({sql}) LIMIT 0", params).description[0][0]
+    parts = -(-rows // chunk_rows)
+    outcomes: list[SuiteOutcome] = []
+    # The frame is computed once and written out split into its parts (one pass, on disk), then read back a
+    # part at a time: computing it again per part would read every row's messages once per part.
+    spill = con.execute("SELECT current_setting('temp_directory')").fetchall()[0][0] or None
+    if spill:
+        Path(spill).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="quality-", dir=spill) as folder:
+        con.execute(f"""COPY (SELECT *, hash("{key}") % {parts} AS flywheel_part FROM ({sql}))
+                        TO {sql_literal(folder)} (FORMAT parquet, PARTITION_BY (flywheel_part), OVERWRITE_OR_IGNORE)""",
+                    params)
+        for part in sorted(Path(folder).glob("flywheel_part=*")):
+            files = sql_literal(str(part / "*.parquet"))
+            frame = con.execute(f"SELECT * FROM read_parquet({files}, hive_partitioning = false)").pl().to_pandas()
+            outcomes.append(validate_frame(frame, suite, key_column=key))
+            del frame
+    merged = _merged(outcomes)
+    for index, expectation in enumerate(suite["expectations"]):
+        column = expectation.get("kwargs", {}).get("column")
+        if expectation["type"] == "expect_column_values_to_be_unique" and column != key:
+            merged.outcomes[index] = _unique_over_whole(con, sql, params, column, key, merged.outcomes[index])
+    return merged
+
+
+def _merged(parts: list[SuiteOutcome]) -> SuiteOutcome:
+    """One outcome per expectation over all parts: failed if any part failed, unexpected rows summed."""
+    outcomes = []
+    for same in zip(*(p.outcomes for p in parts), strict=True):
+        first = same[0]
+        outcomes.append(ExpectationOutcome(
+            expectation=first.expectation, column=first.column, severity=first.severity,
+            success=all(o.success for o in same), unexpected_count=sum(o.unexpected_count for o in same),
+            examples=[e for o in same for e in o.examples][:5], error=next((o.error for o in same if o.error), None)))
+    return SuiteOutcome(parts[0].suite, sum(p.rows for p in parts), outcomes)
+
+
+def _unique_over_whole(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any], column: str, key: str,
+                       outcome: ExpectationOutcome) -> ExpectationOutcome:
+    """A column's uniqueness across every part, as Great Expectations counts it: each non-null row whose value
+    occurs more than once is unexpected."""
+    duplicated, examples = con.execute(f"""
+        WITH frame AS ({sql}), repeated AS (
+            SELECT "{column}" AS value FROM frame WHERE "{column}" IS NOT NULL GROUP BY 1 HAVING count(*) > 1)
+        SELECT (SELECT count(*) FROM frame WHERE "{column}" IN (SELECT value FROM repeated)),
+               (SELECT list({{'{key}': "{key}", '{column}': "{column}"}}) FROM (
+                    SELECT * FROM frame WHERE "{column}" IN (SELECT value FROM repeated) ORDER BY "{key}" LIMIT 5))
+        """, params).fetchall()[0]
+    return ExpectationOutcome(expectation=outcome.expectation, column=column, severity=outcome.severity,
+                              success=duplicated == 0, unexpected_count=int(duplicated),
+                              examples=[{k: _plain(v) for k, v in e.items()} for e in examples or []])

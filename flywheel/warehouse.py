@@ -105,7 +105,10 @@ def _extension(name: str, entrypoint: str, home: Home) -> Path:
 
 
 def _connect_lake(home: Home, read_only: bool) -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect(config={"memory_limit": home.warehouse_options.memory_limit})
+    # Spilled intermediates go under FLYWHEEL_HOME, a folder per process (DuckDB's temporary file names would
+    # collide between processes), not into `.tmp` of whatever folder the worker started in.
+    spill = private_folder(home.root / "duckdb_tmp") / str(os.getpid())  # DuckDB removes it on close
+    con = duckdb.connect(config={"memory_limit": home.warehouse_options.memory_limit, "temp_directory": str(spill)})
     try:
         for name, entrypoint in (("postgres", "postgres_scanner"), ("ducklake", "ducklake")):
             con.execute(f"LOAD {sql_literal(str(_extension(name, entrypoint, home)))}")

@@ -78,3 +78,39 @@ def test_orphaned_feedback_warns_only_after_its_grace_period(con, tmp_path, clea
     assert outcome.passed  # a warning, not an error
     orphans = next(o for o in outcome.outcomes if o.column == "orphan_past_grace")
     assert (orphans.success, orphans.unexpected_count) == (False, 1)
+
+
+def test_a_frame_too_large_for_one_batch_is_validated_in_parts_with_the_same_verdicts(con, tmp_path, monkeypatch):
+    """Parts split by the key's hash keep a duplicated key within one part; another unique column is counted
+    over the whole frame, so nothing depends on where the parts fall."""
+    import json
+
+    from flywheel import quality
+
+    suites = tmp_path / "expectations"
+    suites.mkdir()
+    (suites / "things.frame.sql").write_text("SELECT id, other, score FROM main.things")
+    (suites / "things.json").write_text(json.dumps({"name": "things", "expectations": [
+        {"type": "expect_column_values_to_be_unique", "kwargs": {"column": "id"}},
+        {"type": "expect_column_values_to_be_unique", "kwargs": {"column": "other"}},
+        {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "other"}, "severity": "warning"},
+        {"type": "expect_column_values_to_be_between", "kwargs": {"column": "score", "min_value": 0,
+                                                                  "max_value": 1}},
+    ]}))
+    monkeypatch.setattr(quality, "SUITES_DIR", suites)
+    # 200 rows: ids 0..197 plus two repeats, `other` repeats across ids (7 and 107 share a value), nulls, and
+    # three scores out of range
+    con.execute("""CREATE TABLE main.things AS
+        SELECT i AS id, CASE WHEN i = 107 THEN 'o7' WHEN i % 50 = 3 THEN NULL ELSE 'o' || i END AS other,
+               CASE WHEN i IN (5, 150, 190) THEN 2.0 ELSE 0.5 END AS score FROM range(198) t(i)
+        UNION ALL SELECT 10, 'o10', 0.5 UNION ALL SELECT 120, 'x', 0.5""")
+    whole = quality.check_relation(con, "main.things", chunk_rows=1_000)
+    parts = quality.check_relation(con, "main.things", chunk_rows=30)
+    verdicts = [(o.expectation, o.column, o.success, o.unexpected_count) for o in whole.outcomes]
+    assert [(o.expectation, o.column, o.success, o.unexpected_count) for o in parts.outcomes] == verdicts
+    assert verdicts == [("expect_column_values_to_be_unique", "id", False, 4),
+                        ("expect_column_values_to_be_unique", "other", False, 4),  # o7 twice, o10 twice
+                        ("expect_column_values_to_not_be_null", "other", False, 4),
+                        ("expect_column_values_to_be_between", "score", False, 3)]
+    assert parts.rows == whole.rows == 200
+    assert {e["other"] for e in parts.outcomes[1].examples} == {"o7", "o10"}
