@@ -8,13 +8,16 @@ WITH members AS (
     FROM intermediate.int_interactions i
     JOIN intermediate.int_cluster_members m USING (request_id)
 ),
+-- from the narrow columns it needs, not from `members`: read twice, `members` would be materialized whole, texts
+-- and all (at 10M interactions, most of this model's time)
 clusters AS (
-    SELECT cluster_id,
-           min(event_date) AS cluster_first_date,
-           count(DISTINCT model) AS cluster_n_models,
-           max(feedback_score) - min(feedback_score) AS cluster_feedback_spread
-    FROM members
-    GROUP BY cluster_id
+    SELECT m.cluster_id,
+           min(m.event_date) AS cluster_first_date,
+           count(DISTINCT m.model) AS cluster_n_models,
+           max(f.feedback_score) - min(f.feedback_score) AS cluster_feedback_spread
+    FROM intermediate.int_cluster_members m
+    LEFT JOIN intermediate.int_feedback_by_request f USING (request_id)
+    GROUP BY m.cluster_id
 ),
 judged AS (
     SELECT
