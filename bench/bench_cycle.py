@@ -2,7 +2,8 @@
 
     uv run python bench/bench_cycle.py                      # 1,000,000 interactions over 7 days
     uv run python bench/bench_cycle.py --rows 100000 --labeling
-    uv run python bench/bench_cycle.py --profile scale --workers 2   # DuckLake + Dagster on PostgreSQL, Celery
+    uv run python bench/bench_cycle.py --profile scale --workers 2   # DuckLake + Dagster on PostgreSQL, Celery,
+                                                                     # beside the embedded profile on the same rows
     uv run python bench/bench_cycle.py --rows 10000000 --cache ~/.cache/flywheel-bench   # and 1M as baseline
 
 Simulates `--rows` interactions into a new FLYWHEEL_HOME, then runs the cycle's stages as a user would, each
@@ -12,7 +13,8 @@ Argilla (capped by the budget; the first run installs the server), and publish (
 checks, releases). Then the same stages again with nothing new: the baseline is the full run, and the re-run
 should take under 5% of it. Targets (issue 11): the full cycle under 3 minutes on 2 cores. With
 `--profile scale` the same stages run on the scale-out profile (a new PostgreSQL database on the server of
-FLYWHEEL_POSTGRES_URL, `--workers` Celery workers on FLYWHEEL_BROKER_URL, whose memory counts with each stage).
+FLYWHEEL_POSTGRES_URL, `--workers` Celery workers on FLYWHEEL_BROKER_URL, whose memory counts with each stage),
+after the same cycle on the embedded profile, which is its baseline.
 Past a million rows the same cycle first runs on 1M (`--baseline-rows`) and each stage's time per million rows
 is compared (issue 13: 10M under 30 minutes, all processes together under 4 GB, no stage growing faster than
 linearly). Prints a table, then the figures as one JSON line.
@@ -98,13 +100,16 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     baseline_rows = args.baseline_rows if args.baseline_rows is not None else (
-        1_000_000 if args.rows > 1_000_000 else 0)
+        1_000_000 if args.rows > 1_000_000 and args.profile == "embedded" else 0)
 
-    sizes = [n for n in (baseline_rows, args.rows) if n]
+    # (profile, rows) of each cycle, the measured one last: the embedded profile on the same rows is the scale
+    # profile's baseline, a million rows the embedded profile's
+    cycles = [("embedded", args.rows), ("scale", args.rows)] if args.profile == "scale" else [
+        *([("embedded", baseline_rows)] if baseline_rows else []), ("embedded", args.rows)]
     results = {}
-    for rows in sizes:
-        with tempfile.TemporaryDirectory(prefix="bench-cycle-") as tmp, _profile(args.profile) as variables:
-            results[rows] = _cycle(args, rows, Path(tmp), variables)
+    for profile, rows in cycles:
+        with tempfile.TemporaryDirectory(prefix="bench-cycle-") as tmp, _profile(profile) as variables:
+            results[profile, rows] = _cycle(args, rows, Path(tmp), variables)
     _report(args, results, baseline_rows)
 
 
@@ -155,7 +160,8 @@ def _cycle(args: argparse.Namespace, rows: int, tmp: Path, variables: dict[str, 
     """One full cycle and its re-run on `rows` simulated interactions: each stage's wall time and peak memory."""
     from flywheel.settings import Home
 
-    home = Home.from_env(tmp / "home", env=variables).ensure()
+    # the settings of this shell (FLYWHEEL_DUCKDB_MEMORY, ...) with the profile's
+    home = Home.from_env(tmp / "home", env={**os.environ, **variables}).ensure()
     _traffic(args, rows, home.landing)
     env = {**os.environ, **home.environment(), "PYTHONWARNINGS": "ignore"}
     workers = _start_workers(home, args.workers) if home.lake else []
@@ -186,13 +192,14 @@ def _cycle(args: argparse.Namespace, rows: int, tmp: Path, variables: dict[str, 
             "released": len(released), "release_mb": sizes / 1e6}
 
 
-def _report(args: argparse.Namespace, results: dict[int, dict], baseline_rows: int) -> None:
+def _report(args: argparse.Namespace, results: dict[tuple[str, int], dict], baseline_rows: int) -> None:
     rows = args.rows
-    result = results[rows]
+    result = results[args.profile, rows]
     names, figures = result["names"], result["figures"]
     full = sum(figures["full"][n] for n in names)
     rerun = sum(figures["rerun"][n] for n in names)
     peak = max(v for f in figures.values() for k, v in f.items() if k.endswith("_peak_mb"))
+    print(f"{args.profile} profile, {rows:,} interactions")
     print(f"{'stage':10s} {'full s':>8s} {'peak MB':>8s} {'re-run s':>9s} {'peak MB':>8s}")
     for name in names:
         print(f"{name:10s} {figures['full'][name]:8.1f} {figures['full'][name + '_peak_mb']:8,.0f} "
@@ -207,7 +214,7 @@ def _report(args: argparse.Namespace, results: dict[int, dict], baseline_rows: i
     per_million: dict[str, dict[str, float]] = {}
     growth: dict[str, float] = {}
     if baseline_rows:
-        base = results[baseline_rows]["figures"]["full"]
+        base = results["embedded", baseline_rows]["figures"]["full"]
         print(f"\n{'stage':10s} {'s/M @' + f'{baseline_rows / 1e6:g}M':>10s} {'s/M @' + f'{rows / 1e6:g}M':>10s} "
               f"{'growth':>7s}  (time per million rows; growth > 1 = faster than linear)")
         for name in [*names, "total"]:
@@ -216,6 +223,20 @@ def _report(args: argparse.Namespace, results: dict[int, dict], baseline_rows: i
             per_million[name] = {str(baseline_rows): round(at_base, 2), str(rows): round(at_rows, 2)}
             growth[name] = round(at_rows / at_base, 3)
             print(f"{name:10s} {at_base:10.2f} {at_rows:10.2f} {growth[name]:7.3f}")
+    beside: dict[str, dict[str, float]] = {}
+    if args.profile == "scale":
+        embedded = results["embedded", rows]["figures"]["full"]
+        print(f"\n{'stage':10s} {'embedded s':>11s} {'peak MB':>8s} {'scale s':>8s} {'peak MB':>8s} {'ratio':>6s}  "
+              f"(the same rows on both profiles; scale with {result['workers']} workers, their memory included)")
+        for name in [*names, "total"]:
+            e_s = sum(embedded[n] for n in names) if name == "total" else embedded[name]
+            s_s = full if name == "total" else figures["full"][name]
+            e_mb = max(embedded[f"{n}_peak_mb"] for n in names) if name == "total" else embedded[f"{name}_peak_mb"]
+            s_mb = max(figures["full"][f"{n}_peak_mb"] for n in names) if name == "total" \
+                else figures["full"][f"{name}_peak_mb"]
+            beside[name] = {"embedded_s": round(e_s, 1), "embedded_peak_mb": round(e_mb),
+                            "scale_s": round(s_s, 1), "scale_peak_mb": round(s_mb), "ratio": round(s_s / e_s, 3)}
+            print(f"{name:10s} {e_s:11.1f} {e_mb:8,.0f} {s_s:8.1f} {s_mb:8,.0f} {s_s / e_s:6.2f}")
     print(json.dumps({
         "benchmark": "cycle", "profile": args.profile, "workers": result["workers"], "rows": rows,
         "days": args.days, "labeling": args.labeling,
@@ -224,7 +245,7 @@ def _report(args: argparse.Namespace, results: dict[int, dict], baseline_rows: i
         "rerun_one_command_ratio": round(result["one_command"] / full, 4),
         "peak_mb": round(peak), "stages": {run: {k: round(v, 1) for k, v in f.items()} for run, f in figures.items()},
         "baseline_rows": baseline_rows or None, "seconds_per_million": per_million or None,
-        "growth_over_baseline": growth or None,
+        "growth_over_baseline": growth or None, "beside_embedded": beside or None,
         "datasets_released": result["released"], "release_mb": round(result["release_mb"], 1),
     }))
 

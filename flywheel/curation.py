@@ -17,7 +17,7 @@ import yaml
 from msgspec import Meta
 
 from flywheel.settings import SCHEMAS_DIR
-from flywheel.warehouse import create
+from flywheel.warehouse import create, transaction, writing
 
 RULES_PATH = SCHEMAS_DIR / "curation.yaml"
 Score = Annotated[float, Meta(ge=0, le=1)]
@@ -122,7 +122,7 @@ CREATE TABLE IF NOT EXISTS curation.eval_selection (
     chosen_at    TIMESTAMPTZ NOT NULL
 );
 CREATE TABLE IF NOT EXISTS curation.splits (
-    request_id   VARCHAR PRIMARY KEY,
+    request_id   VARCHAR NOT NULL,      -- one row each (assign_splits merges on it); no key index: see below
     cluster_id   VARCHAR NOT NULL,      -- the cluster when the split was last confirmed
     split        VARCHAR NOT NULL,      -- train | validation | test
     assigned_at  TIMESTAMPTZ NOT NULL
@@ -132,6 +132,17 @@ CREATE TABLE IF NOT EXISTS curation.splits (
 
 def ensure_splits_table(con: duckdb.DuckDBPyConnection) -> None:
     create(con, SPLITS_DDL)
+    # A key index on request_id held every interaction's id in memory: at 10M interactions the first assignment
+    # could not commit under a 1.5 GB memory limit. A table made with it is made again without it, once.
+    if con.execute("""SELECT count(*) FROM duckdb_constraints() WHERE database_name = current_database()
+                      AND schema_name = 'curation' AND table_name = 'splits' AND constraint_type = 'PRIMARY KEY'
+                   """).fetchall()[0][0]:
+        with writing(con, "curation.splits"), transaction(con):
+            con.execute("CREATE TEMP TABLE splits_kept AS SELECT * FROM curation.splits")
+            con.execute("DROP TABLE curation.splits")
+            con.execute(SPLITS_DDL)
+            con.execute("INSERT INTO curation.splits SELECT * FROM splits_kept")
+            con.execute("DROP TABLE splits_kept")
 
 
 def prepare_for_models(con: duckdb.DuckDBPyConnection, rules: Rules | None = None) -> None:

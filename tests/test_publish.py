@@ -149,6 +149,23 @@ def test_splits_keep_clusters_whole_and_held_out_prompts_never_move_to_train():
     assert dict(con.execute("SELECT request_id, split FROM curation.splits").fetchall()) == second
 
 
+def test_a_splits_table_made_with_a_key_index_is_made_again_without_it_keeping_every_split():
+    """The key index held every interaction's id in memory (10M did not commit under 1.5 GB); the splits stay."""
+    con = duckdb.connect()
+    con.execute("CREATE SCHEMA curation")
+    con.execute("""CREATE TABLE curation.splits (request_id VARCHAR PRIMARY KEY, cluster_id VARCHAR NOT NULL,
+                   split VARCHAR NOT NULL, assigned_at TIMESTAMPTZ NOT NULL)""")
+    con.execute("INSERT INTO curation.splits VALUES ('r0', 'c0', 'test', now()), ('r1', 'c1', 'train', now())")
+    _clusters(con, {"r0": "c0", "r1": "c1", "r2": "c0"})
+    assign_splits(con, load_rules())
+    assert con.execute("""SELECT count(*) FROM duckdb_constraints() WHERE table_name = 'splits'
+                          AND constraint_type = 'PRIMARY KEY'""").fetchall() == [(0,)]
+    assert con.execute("SELECT request_id, split FROM curation.splits ORDER BY 1").fetchall() == [
+        ("r0", "test"), ("r1", "train"), ("r2", "test")]  # r2 joins its held-out cluster
+    with pytest.raises(duckdb.ConstraintException):
+        con.execute("INSERT INTO curation.splits VALUES (NULL, 'c9', 'train', now())")
+
+
 def test_a_release_with_invalid_rows_is_not_published_and_names_rows_and_reasons(tmp_path):
     con = duckdb.connect()
     ensure_splits_table(con)
