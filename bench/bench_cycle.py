@@ -165,6 +165,22 @@ def _cycle(args: argparse.Namespace, rows: int, tmp: Path, variables: dict[str, 
     _traffic(args, rows, home.landing)
     env = {**os.environ, **home.environment(), "PYTHONWARNINGS": "ignore"}
     workers = _start_workers(home, args.workers) if home.lake else []
+    try:
+        figures, one_command, one_command_peak = _stages(args, rows, env, workers)
+    finally:  # a worker left running would take the next run's tasks with this run's settings
+        for worker in workers:
+            worker.terminate()
+            worker.wait(60)
+    released = {p.parent.parent.name for p in home.releases.glob("*/latest/manifest.json")}
+    sizes = sum(f.stat().st_size for f in home.releases.rglob("*") if f.is_file() and not f.is_symlink())
+    names = [name for name in figures["full"] if not name.endswith("_peak_mb")]
+    return {"names": names, "figures": figures, "workers": len(workers),
+            "one_command": one_command, "one_command_peak": one_command_peak,
+            "released": len(released), "release_mb": sizes / 1e6}
+
+
+def _stages(args: argparse.Namespace, rows: int, env: dict[str, str], workers: list[subprocess.Popen]
+            ) -> tuple[dict[str, dict[str, float]], float, float]:
     stages = [("ingest", ["ingest"]), ("build", ["build"])]
     if args.labeling:
         stages.append(("labeling", ["label", "queue"]))
@@ -181,15 +197,7 @@ def _cycle(args: argparse.Namespace, rows: int, tmp: Path, variables: dict[str, 
                                            env, [w.pid for w in workers])
     if args.labeling:
         _stage(["argilla", "down"], env)
-    for worker in workers:
-        worker.terminate()
-        worker.wait(60)
-    released = {p.parent.parent.name for p in home.releases.glob("*/latest/manifest.json")}
-    sizes = sum(f.stat().st_size for f in home.releases.rglob("*") if f.is_file() and not f.is_symlink())
-    names = [name for name, _ in stages]
-    return {"names": names, "figures": figures, "workers": len(workers),
-            "one_command": one_command, "one_command_peak": one_command_peak,
-            "released": len(released), "release_mb": sizes / 1e6}
+    return figures, one_command, one_command_peak
 
 
 def _report(args: argparse.Namespace, results: dict[tuple[str, int], dict], baseline_rows: int) -> None:
