@@ -25,9 +25,11 @@ from flywheel.settings import SCHEMAS_DIR
 from flywheel.warehouse import sql_literal
 
 SUITES_DIR = SCHEMAS_DIR / "expectations"
-# Rows of a frame validated at once: pandas holds them as Python objects (~0.3 GB per 250k interactions with
-# their prompt text), so a larger frame is validated in parts.
+# Rows of a frame validated at once: pandas holds them as Python objects, prompt texts included, and the 7 days
+# of a 10M-row build as one frame would not fit beside DuckDB in the 4 GB such a cycle may use.
 CHUNK_ROWS = 250_000
+
+
 @dataclass
 class ExpectationOutcome:
     expectation: str
