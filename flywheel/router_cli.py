@@ -149,7 +149,7 @@ def replay(
             return
         with _progress_with_spend() as bar:
             task = bar.add_task("replaying", total=plan.calls, spent=0.0)
-            report = replay_into(con, plan, where.landing, where.root / "replay" / "cache.sqlite", dict(os.environ),
+            report = replay_into(con, plan, where, dict(os.environ),
                                  on_progress=lambda done, total, spent: bar.update(task, completed=done, spent=spent))
     console.print(f"asked {report.calls:,}, from cache {report.cached:,}, failed {report.failed:,}, over budget "
                   f"{report.over_budget:,}; graded {report.graded or 'none'}; spent ${report.spent_usd:.6f}")

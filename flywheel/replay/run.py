@@ -35,7 +35,7 @@ from flywheel.replay.grading import (
     pairwise_rating,
 )
 from flywheel.replay.settings import Endpoint, Judge, ReplaySettings
-from flywheel.settings import private_folder
+from flywheel.settings import Home, private_folder
 
 _NAMESPACE = uuid.UUID("6c1c4f7e-8f5e-4a55-9d1e-0b7a4f3c2a10")
 
@@ -343,14 +343,14 @@ def plan_replay(con: duckdb.DuckDBPyConnection, settings: ReplaySettings, prompt
     return ReplayPlan(settings, tasks, renamed, sum(len(t.missing) for t in tasks), worst)
 
 
-def replay_into(con: duckdb.DuckDBPyConnection, plan: ReplayPlan, landing: Path, cache_path: Path,
-                environ: dict[str, str], on_progress: Callable[[int, int, float], None] | None = None
-                ) -> ReplayReport:
-    """Run the plan and ingest its events (from landing/replay, where they stay as the record of what was asked)."""
+def replay_into(con: duckdb.DuckDBPyConnection, plan: ReplayPlan, home: Home, environ: dict[str, str],
+                on_progress: Callable[[int, int, float], None] | None = None) -> ReplayReport:
+    """Run the plan and ingest its events (from the home's landing/replay, where they stay as the record of what
+    was asked); answers are cached in FLYWHEEL_HOME/replay/cache.sqlite."""
     from flywheel.ingest import ingest_file
 
-    report = run_replay(con, plan.settings, plan.tasks, landing / "replay", environ, cache_path=cache_path,
-                        on_progress=on_progress)
+    report = run_replay(con, plan.settings, plan.tasks, home.landing / "replay", environ,
+                        cache_path=home.root / "replay" / "cache.sqlite", on_progress=on_progress)
     if report.events_file:
         ingest_file(con, report.events_file)
     return report

@@ -62,8 +62,7 @@ def answers(context: dg.AssetExecutionContext, config: ReplayConfig,
             if done % step == 0 or done == total:
                 context.log.info(f"replayed {done:,}/{total:,}, spent ${spent:.4f}")
 
-        report = replay_into(con, plan, layout.landing, layout.root / "replay" / "cache.sqlite", dict(os.environ),
-                             on_progress=progress)
+        report = replay_into(con, plan, layout, dict(os.environ), on_progress=progress)
     graded = sorted(report.graded.items())
     return dg.MaterializeResult(metadata={
         "replayed": True, **planned, "asked": report.calls, "from_cache": report.cached, "failed": report.failed,
