@@ -21,7 +21,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from flywheel.warehouse import transaction, writing
+from flywheel.warehouse import create, transaction, writing
 
 
 @dataclass(frozen=True)
@@ -342,7 +342,7 @@ def build_clusters(con: duckdb.DuckDBPyConnection, hasher: MinHasher) -> Cluster
     then request_id), so it stays stable as later days join it. An interaction with no prompt text is a
     cluster of its own. `dedup.clusters` is replaced whole in one transaction.
     """
-    con.execute(DEDUP_DDL)
+    create(con, DEDUP_DDL)
     prompts = con.execute("""
         SELECT prompt_hash, min(prompt_text) AS prompt_text FROM staging.stg_interactions
         WHERE trim(coalesce(prompt_text, '')) <> '' GROUP BY 1 ORDER BY 1""").fetch_arrow_table()

@@ -6,6 +6,7 @@ import duckdb
 import pyarrow as pa
 
 from flywheel.pricing import PriceTable, default_price_table
+from flywheel.warehouse import create, writing
 
 MODEL_PRICES_SCHEMA = pa.schema([
     ("model", pa.string()), ("canonical_model", pa.string()), ("provider", pa.string()),
@@ -23,9 +24,10 @@ def write_model_prices(con: duckdb.DuckDBPyConnection, prices: PriceTable | None
     table = pa.Table.from_arrays([pa.array(col, f.type) for col, f in
                                   zip(zip(*rows, strict=True) if rows else [[]] * 5, MODEL_PRICES_SCHEMA,
                                       strict=True)], schema=MODEL_PRICES_SCHEMA)
-    con.execute("CREATE SCHEMA IF NOT EXISTS reference")
+    create(con, "CREATE SCHEMA IF NOT EXISTS reference")
     con.register("model_prices_rows", table)
-    con.execute("CREATE OR REPLACE TABLE reference.model_prices AS SELECT * FROM model_prices_rows")
+    with writing(con, "reference.model_prices"):
+        con.execute("CREATE OR REPLACE TABLE reference.model_prices AS SELECT * FROM model_prices_rows")
     con.unregister("model_prices_rows")
     return {"priced": len(rows), "unpriced": len(names) - len(rows)}
 

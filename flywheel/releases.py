@@ -9,14 +9,19 @@ import duckdb
 
 from flywheel.curation import SPLITS
 from flywheel.publish import DATASETS, LATEST, dataset_folder, latest_version, manifest, versions
-from flywheel.warehouse import sql_literal
+from flywheel.warehouse import create, sql_literal, writing
 
 
 def refresh_views(con: duckdb.DuckDBPyConnection, releases: Path) -> list[str]:
     """`releases.<dataset>` (the latest release, every split) and `releases.<dataset>_versions` (every
     release, with its `version`) for each published dataset; returns the views made."""
+    create(con, "CREATE SCHEMA IF NOT EXISTS releases")
+    with writing(con, "releases"):
+        return _refresh_views(con, releases)
+
+
+def _refresh_views(con: duckdb.DuckDBPyConnection, releases: Path) -> list[str]:
     made = []
-    con.execute("CREATE SCHEMA IF NOT EXISTS releases")
     for name in DATASETS:
         folder = dataset_folder(releases, name)
         published = [v for v in versions(releases, name) if any((folder / v / "data").glob("*.parquet"))]
