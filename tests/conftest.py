@@ -9,6 +9,16 @@ from flywheel.settings import REPO_ROOT, Home
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 ZEROEVAL = SHARED_DATA / "zeroeval_gsm8k.jsonl.gz"
 
+# The suite runs in two processes, a file at a time each (pytest-xdist, --dist loadfile): the longest files go
+# first, so that neither process is left running a long file alone at the end.
+LONGEST_FIRST = ["test_scale.py", "test_cli.py", "test_faults.py", "test_fuzz.py", "test_argilla.py",
+                 "test_labeling.py", "test_publish.py", "test_replay.py", "test_pipelines.py", "test_redact.py"]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: n for n, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the others keep their order
+
 
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Home:
