@@ -136,7 +136,7 @@ def test_a_build_killed_at_random_points_never_blocks_the_next_which_gives_a_cle
     full_build_s = time.monotonic() - started
     assert clean.exitcode == 0
     rng = random.Random(14)
-    for _ in range(10):
+    for _ in range(6):
         child = fork.Process(target=_build_in_child, args=(str(homes["killed"]), True))
         child.start()
         child.join(rng.uniform(0.2, full_build_s))

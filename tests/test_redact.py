@@ -183,11 +183,11 @@ def test_look_alikes_are_left_alone(text):
 
 
 def test_false_positive_rate_on_clean_real_text(zeroeval_path):
-    texts = []
+    texts: set[str] = set()  # each prompt was put to 11 models: counted once, not 11 times
     with gzip.open(zeroeval_path) as handle:
         for line in handle:
             record = orjson.loads(line)
-            texts += [record["messages"][-1]["content"], record["response"] or ""]
+            texts |= {record["messages"][-1]["content"], record["response"] or ""}
     counts: Counter = Counter()
     flagged = sum(redact(t, counts) != t for t in texts)
     rate = flagged / len(texts)
