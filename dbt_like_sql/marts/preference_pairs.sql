@@ -37,13 +37,27 @@ by_score AS (
     GROUP BY cluster_id
     HAVING count(DISTINCT model) > 1 AND max(quality_score) - min(quality_score) >= getvariable('pref_min_margin')
 ),
+-- Each pair's two answers are found by one join, as two rows pivoted back into one: joining the answers twice
+-- (chosen, rejected) with a condition between the two let the planner pair every answer with every other first
+-- (a nested loop over all answers squared), which it chose on the lake, where it knows less of the tables' sizes.
+sides AS (
+    SELECT chosen_id, rejected_id, pair_source, margin,
+           unnest([chosen_id, rejected_id]) AS request_id, unnest([true, false]) AS is_chosen
+    FROM (SELECT * FROM labeled UNION ALL SELECT * FROM by_score)
+),
+paired AS (
+    SELECT s.chosen_id, s.rejected_id, s.pair_source, s.margin,
+           any_value(a.response_text) FILTER (WHERE s.is_chosen) AS chosen,
+           any_value(a.response_text) FILTER (WHERE NOT s.is_chosen) AS rejected,
+           any_value(a.model) FILTER (WHERE s.is_chosen) AS chosen_model,
+           any_value(a.model) FILTER (WHERE NOT s.is_chosen) AS rejected_model
+    FROM sides s JOIN answers a USING (request_id)
+    GROUP BY s.chosen_id, s.rejected_id, s.pair_source, s.margin
+    HAVING bool_or(s.is_chosen) AND bool_or(NOT s.is_chosen)
+),
 pairs AS (
-    SELECT c.request_id AS chosen_id, r.request_id AS rejected_id, p.pair_source, p.margin,
-           c.response_text AS chosen, r.response_text AS rejected, c.model AS chosen_model, r.model AS rejected_model
-    FROM (SELECT * FROM labeled UNION ALL SELECT * FROM by_score) p
-    JOIN answers c ON c.request_id = p.chosen_id
-    JOIN answers r ON r.request_id = p.rejected_id
-    WHERE (c.model <> r.model OR p.pair_source = 'human_pairwise') AND c.response_text <> r.response_text
+    SELECT * FROM paired
+    WHERE (chosen_model <> rejected_model OR pair_source = 'human_pairwise') AND chosen <> rejected
     UNION ALL
     SELECT request_id, request_id, correction_source || '_correction', 1.0, correction, response_text,
            correction_source, model
