@@ -124,8 +124,7 @@ def ingest(
     = "auto",
     home: HomeOption = None,
 ) -> None:
-    """Ingest files into the raw layer, exactly once; bad lines go to raw.quarantine with the reason. Exits 1 when
-    a file failed (nothing of it stored, said why; the next run tries it again)."""
+    """Ingest files into the raw layer, exactly once; bad lines go to raw.quarantine with the reason."""
     from flywheel.ingest import MappingError, discover, ingest_file, load_mapping
 
     workers = workers if workers == "auto" else int(workers)
@@ -151,8 +150,6 @@ def ingest(
                 raise typer.Exit(2) from error
             bar.update(task, total=bar.tasks[task].completed)
     _print_reports(done)
-    if any(report.outcome == "failed" for report in done):
-        raise typer.Exit(1)  # a scheduler or script sees it; the file is tried again by the next run
 
 
 @app.command()
