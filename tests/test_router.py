@@ -95,6 +95,40 @@ def test_router_train_stores_a_versioned_router_and_its_evaluation_beside_the_re
     assert len([p for p in (router_home.releases / "routers").iterdir() if not p.is_symlink()]) == 1
 
 
+def test_unrelated_neighbours_do_not_dilute_what_the_prompt_itself_says(routed_home):
+    """The sums' stories are random words, so a prompt's nearest neighbours by embedding are unrelated prompts;
+    the numbers' length says how hard a sum is. The cheap model is right on every small sum and wrong on every
+    large one, and the router should say so with confidence, not drift to the neighbours' average (~50%)."""
+    from flywheel.router.examples import read_examples
+    from flywheel.router.model import RouterModel
+
+    data = routed_home.releases / "router_examples" / "latest" / "data"
+    model = RouterModel.fit(read_examples(data / "train.parquet").training())
+    rng = random.Random(11)
+    easy = [[{"role": "user", "content": ask(rng, rng.randint(1, 9), rng.randint(1, 9))}] for _ in range(20)]
+    hard = [[{"role": "user", "content": ask(rng, rng.randint(10**3, 10**5), rng.randint(10**3, 10**5))}]
+            for _ in range(20)]
+    cheap, strong = model.models.index(MODELS["cheap"]), model.models.index(MODELS["strong"])
+    on_easy, on_hard = model.predict_messages(easy)[0], model.predict_messages(hard)[0]
+    assert on_easy[:, cheap].min() > 0.95 and on_hard[:, cheap].max() < 0.05
+    assert on_hard[:, strong].min() > 0.95
+
+
+def test_a_router_saved_before_it_kept_expected_chances_still_loads_and_routes(routed_home, tmp_path):
+    from flywheel.router.examples import read_examples
+    from flywheel.router.model import RouterModel
+
+    data = routed_home.releases / "router_examples" / "latest" / "data"
+    model = RouterModel.fit(read_examples(data / "train.parquet").training())
+    model.bank_expected = None  # as routers were saved before
+    model.save(tmp_path / "old")
+    old = RouterModel.load(tmp_path / "old")
+    assert old.bank_expected is None
+    messages = [[{"role": "user", "content": ask(random.Random(5), 2, 3)}]]
+    chances = old.predict_messages(messages)[0]
+    assert chances.shape == (1, 3) and ((chances > 0) & (chances < 1)).all()
+
+
 def test_routing_through_the_capture_wrapper_records_the_decision_and_explores(router_home, openai_server,
                                                                                tmp_path):
     from flywheel.route import AUTO, Router

@@ -6,8 +6,11 @@ what all models say about a prompt before it asks what one model says:
 1. how much easier than usual a prompt is (its known models' outcomes minus their usual success rate), learned
    from the prompt's embedding and shape by ridge regression; its out-of-fold predictions calibrate
 2. each model's chance as a logistic function of that ease (two numbers per model), then
-3. the prompt's nearest training prompts by embedding: each model's outcomes there, shrunk towards (2) as if
-   (2) were `prior_strength` extra neighbours, so a model seen rarely near a prompt keeps its calibrated chance.
+3. the prompt's nearest training prompts by embedding: how much better or worse than (2) expected there each
+   model did, added to (2) and shrunk towards zero as if there were `prior_strength` more neighbours. Only the
+   surprise is borrowed from neighbours, not their outcomes: where neighbours are unrelated prompts (an embedding
+   that does not see what makes a prompt hard) their surprises cancel and a confident calibrated chance stays
+   confident, instead of being pulled to the neighbours' average; a model seen rarely near a prompt keeps (2).
 
 The decision weighs chance against expected cost (each model's cost as a linear function of the prompt's
 tokens) at a willingness to pay: the USD one would pay for a whole extra good answer. Numpy only: a decision
@@ -87,6 +90,8 @@ class RouterModel:
     calibration: np.ndarray          # models x 2: intercept, slope on ease
     bank: np.ndarray                 # bank prompts x 256 (float32)
     bank_good: np.ndarray            # bank prompts x models (NaN unknown)
+    bank_expected: np.ndarray | None  # bank prompts x models: (2)'s out-of-fold chance (None: a router from
+                                      # before it was kept, which mixes outcomes with (2) as it did then)
     cost_lines: np.ndarray           # models x 2: USD per request = a + b * tokens_in
     trained_on: dict[str, Any] = field(default_factory=dict)
 
@@ -126,6 +131,7 @@ class RouterModel:
             else:
                 intercept, slope = _logistic(out_of_fold[rows] / scale, y)
                 calibration[m] = (intercept, slope / scale)
+        expected = _sigmoid(calibration[:, 0][None, :] + out_of_fold[:, None] * calibration[:, 1][None, :])
         keep = np.arange(len(x))
         if len(keep) > config.max_bank:  # a stable spread-out subset, not the first ones
             keep = np.sort(np.random.default_rng(0).choice(len(x), config.max_bank, replace=False))
@@ -143,7 +149,8 @@ class RouterModel:
                 cost_lines[m] = (intercept, slope) if slope >= 0 else (cost.mean(), 0.0)
         return cls(list(training.models), config, shape_mean.astype(np.float32), shape_scale.astype(np.float32),
                    weights.astype(np.float32), bias, calibration, training.embeddings[keep].astype(np.float32),
-                   good[keep].astype(np.float32), cost_lines, dict(trained_on or {}))
+                   good[keep].astype(np.float32), expected[keep].astype(np.float32), cost_lines,
+                   dict(trained_on or {}))
 
     # -- predicting --------------------------------------------------------------------------------------------
     def chances(self, embeddings: np.ndarray, shapes: np.ndarray) -> np.ndarray:
@@ -159,7 +166,10 @@ class RouterModel:
         outcomes = self.bank_good[nearest]                        # prompts x k x models
         seen = ~np.isnan(outcomes)
         strength = self.config.prior_strength
-        return (np.where(seen, outcomes, 0).sum(1) + strength * calibrated) / (seen.sum(1) + strength)
+        if self.bank_expected is None:
+            return (np.where(seen, outcomes, 0).sum(1) + strength * calibrated) / (seen.sum(1) + strength)
+        surprise = np.where(seen, outcomes - self.bank_expected[nearest], 0).sum(1)
+        return np.clip(calibrated + surprise / (seen.sum(1) + strength), 1e-3, 1 - 1e-3)
 
     def expected_costs(self, tokens_in: np.ndarray) -> np.ndarray:
         """prompts x models: the expected USD of each model's answer (inf where no price is known)."""
@@ -184,17 +194,20 @@ class RouterModel:
         return self.chances(embeddings, shapes), self.expected_costs(tokens)
 
     # -- storing -----------------------------------------------------------------------------------------------
-    _ARRAYS = ("shape_mean", "shape_scale", "ease_weights", "calibration", "bank", "bank_good", "cost_lines")
+    _ARRAYS = ("shape_mean", "shape_scale", "ease_weights", "calibration", "bank", "bank_good", "bank_expected",
+               "cost_lines")
 
     def digest(self) -> str:
         h = hashlib.sha256(json.dumps([self.models, self.config.as_dict(), self.ease_bias]).encode())
         for name in self._ARRAYS:
-            h.update(np.ascontiguousarray(getattr(self, name)).tobytes())
+            if getattr(self, name) is not None:
+                h.update(np.ascontiguousarray(getattr(self, name)).tobytes())
         return h.hexdigest()
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(folder / "router.npz", **{name: getattr(self, name) for name in self._ARRAYS})
+        np.savez_compressed(folder / "router.npz", **{name: getattr(self, name) for name in self._ARRAYS
+                                                      if getattr(self, name) is not None})
         (folder / "router.json").write_text(json.dumps({
             "models": self.models, "config": self.config.as_dict(), "ease_bias": self.ease_bias,
             "shape_features": list(SHAPE_FEATURES), "trained_on": self.trained_on, "digest": self.digest(),
@@ -204,7 +217,7 @@ class RouterModel:
     def load(cls, folder: Path) -> RouterModel:
         document = json.loads((folder / "router.json").read_text())
         with np.load(folder / "router.npz") as arrays:
-            loaded = {name: arrays[name] for name in cls._ARRAYS}
+            loaded = {name: arrays.get(name) for name in cls._ARRAYS}
         model = cls(document["models"], RouterConfig(**document["config"]), ease_bias=document["ease_bias"],
                     trained_on=document.get("trained_on", {}), **loaded)
         if model.digest() != document["digest"]:
