@@ -1,6 +1,10 @@
-"""Facts about other processes, for state files that name them (ingest work folders, the Argilla server)."""
+"""Other processes: facts about those that state files name (ingest work folders, the Argilla server), and the
+servers a command runs in the foreground (the Dagster UI, a Celery worker)."""
 
 from __future__ import annotations
+
+import signal
+import subprocess
 
 import psutil
 
@@ -13,3 +17,17 @@ def alive(pid: int) -> bool:
         return False
     except psutil.AccessDenied:
         return True
+
+
+def supervise(process: subprocess.Popen) -> int:
+    """Wait for a server started in the foreground and return its exit code. A stop asked of this process is
+    passed on: Ctrl-C, and SIGTERM from a service manager, `kill` or a container runtime, which would otherwise
+    end this process alone and leave the server running without it."""
+    previous = signal.signal(signal.SIGTERM, lambda *_: process.terminate())
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        process.terminate()
+        return process.wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -179,18 +179,14 @@ def worker(
     it after its current step."""
     import os
 
+    from flywheel.processes import supervise
     from pipelines.scale import worker_process
 
     where = _home(home, "scale")
     console.print(f"worker on {where.scale.broker_url}, lake {where.lake_data} (catalog schema "
                   f"{where.scale.lake_schema}); Ctrl-C to stop", soft_wrap=True)
-    process = worker_process(where, name=name or f"worker-{os.getpid()}", concurrency=concurrency,
-                             loglevel=loglevel.upper())
-    try:
-        raise typer.Exit(process.wait())
-    except KeyboardInterrupt:
-        process.terminate()
-        raise typer.Exit(process.wait()) from None
+    raise typer.Exit(supervise(worker_process(where, name=name or f"worker-{os.getpid()}",
+                                              concurrency=concurrency, loglevel=loglevel.upper())))
 
 
 def _home(home: str | None, profile: str | None) -> Home:

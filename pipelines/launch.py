@@ -16,7 +16,7 @@ import psutil
 import yaml
 
 from flywheel import warehouse
-from flywheel.processes import alive
+from flywheel.processes import alive, supervise
 from flywheel.settings import REPO_ROOT, Home
 
 # The CLI prints its own one-line summary of each run; Dagster's console log (with stack traces) is in the UI.
@@ -315,10 +315,5 @@ def serve(home: Home, port: int) -> int:
     env = {**os.environ, "PYTHONWARNINGS": "ignore:Function `dev_command` is superseded",
            "DAGSTER_HOME": str(home.dagster_home), **home.environment()}
     # dagster dev ignores SIGINT/SIGTERM when started with them ignored; restore the defaults.
-    process = subprocess.Popen(command, cwd=home.dagster_home, env=env,
-                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    try:
-        return process.wait()
-    except KeyboardInterrupt:
-        process.terminate()
-        return process.wait()
+    return supervise(subprocess.Popen(command, cwd=home.dagster_home, env=env,
+                                      preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -159,11 +160,13 @@ def test_dagster_ui_serves_assets_sensors_and_schedules_on_localhost_and_runs_a_
         listening = {c.laddr.ip for c in psutil.net_connections(kind="tcp")
                      if c.status == psutil.CONN_LISTEN and c.laddr.port == port}
         assert listening == {"127.0.0.1"}  # bound to loopback only
+        # a service manager stops `flywheel dagster` alone: the UI and daemon it started stop with it
+        servers = psutil.Process(process.pid).children(recursive=True)
+        process.terminate()
+        process.wait(timeout=60)
+        assert not [p for p in psutil.wait_procs(servers, timeout=30)[1] if p.status() != psutil.STATUS_ZOMBIE]
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):  # whatever is left of its process group
             os.killpg(process.pid, signal.SIGKILL)
 
 
