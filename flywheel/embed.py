@@ -6,6 +6,7 @@ Used where similarity in meaning helps and exactness is not needed: "find simila
 
 from __future__ import annotations
 
+import logging
 from functools import cache
 from pathlib import Path
 
@@ -16,8 +17,15 @@ DIMENSIONS = 256
 
 @cache
 def _model():
-    import wordllama
-    from wordllama import WordLlama
+    # wordllama calls logging.basicConfig(level=INFO) when imported, which would make every library in the
+    # process (GX, httpx, ...) print its INFO lines: a root handler present during the import makes that a no-op
+    root, placeholder = logging.getLogger(), logging.NullHandler()
+    root.addHandler(placeholder)
+    try:
+        import wordllama
+        from wordllama import WordLlama
+    finally:
+        root.removeHandler(placeholder)
 
     # disable_download: the tokenizer and weights ship in the package folder; the default tries the hub.
     return WordLlama.load(cache_dir=Path(wordllama.__file__).parent, disable_download=True)

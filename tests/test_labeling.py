@@ -125,6 +125,18 @@ def test_review_records_carry_the_prompt_embedding_for_find_similar(warehouse_co
     assert all(similarity[i, j] > 0.999 for i, j in same_text)
 
 
+def test_embedding_leaves_the_process_logging_as_it_was():
+    """The embedding library configures the root logger at INFO when imported: in a run's process that made GX
+    and the HTTP client print their INFO lines into the step's log."""
+    import subprocess
+    import sys
+
+    probe = ("import logging; from flywheel.embed import embed; embed(['a prompt']); "
+             "root = logging.getLogger(); print(len(root.handlers), root.level)")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["0", str(30)]  # no handler, WARNING: Python's defaults
+
+
 def test_pairs_are_two_models_answering_the_same_conversation_spread_over_apps(warehouse_copy):
     con = warehouse_copy
     report = sampling.sample_pairwise(con, PAIRS, CONFIG["pairwise"], budget=30)
