@@ -8,15 +8,15 @@ write at once. Either way a connection reads and writes `raw.*`, `staging.*`, ..
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import duckdb
 
@@ -247,7 +247,13 @@ def sql_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-_HELD: dict[int, set[str]] = {}  # the keys each open connection (by id) holds: `writing` blocks nest
+@dataclass
+class _Locks:
+    session: Any                                   # the PostgreSQL connection holding them
+    held: set[str] = field(default_factory=set)
+
+
+_LOCKS: dict[int, _Locks] = {}  # per open DuckDB connection (by id): `writing` blocks nest
 
 
 @contextmanager
@@ -258,40 +264,52 @@ def writing(con: duckdb.DuckDBPyConnection, *keys: str, shared: tuple[str, ...] 
 
     A lake lets any number of processes write; its transactions do not see that two of them each deleted, then
     inserted, the same day. PostgreSQL advisory locks, taken in one order on a connection of their own, say who
-    goes first; they go when the block ends, or with the process. The embedded file needs none: one process
-    writes it at a time."""
+    goes first; they go when the block ends, or with the process. A block inside another takes its keys on the
+    outer block's PostgreSQL session, so that two writers each waiting for what the other holds are a deadlock
+    PostgreSQL sees (and ends in about a second), not two sessions waiting out the lock timeout. The embedded
+    file needs none: one process writes it at a time."""
     found = con.execute("SELECT path, options FROM duckdb_databases() WHERE database_name = current_database() "
                         "AND type = 'ducklake'").fetchall()
     if not found:
         yield
         return
-    held = _HELD.setdefault(id(con), set())
-    keys, shared = tuple(set(keys) - held), tuple(set(shared) - held)  # a block inside another: already held
-    if not (keys or shared):
-        yield
-        return
     import psycopg2
 
     catalog, options = found[0]
-    namespace = f"{catalog}|{options.get('metadata_schema', '')}|"
-    locks = psycopg2.connect(catalog.removeprefix("postgres:"))
-    locks.autocommit = True
-    try:
-        with locks.cursor() as cursor:
+    outer = id(con) not in _LOCKS
+    if outer:
+        session = psycopg2.connect(catalog.removeprefix("postgres:"))
+        session.autocommit = True
+        with session.cursor() as cursor:
             cursor.execute(f"SET lock_timeout = '{int(timeout_s * 1000)}ms'")
-            for key in sorted(set(shared) - set(keys)):
-                cursor.execute("SELECT pg_advisory_lock_shared(hashtextextended(%s, 0))", [namespace + key])
-            for key in sorted(set(keys)):
-                cursor.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", [namespace + key])
-        held.update(keys, shared)
+        _LOCKS[id(con)] = _Locks(session)
+    locks = _LOCKS[id(con)]
+    namespace = f"{catalog}|{options.get('metadata_schema', '')}|"
+    wanted = [(key, "_shared") for key in sorted(set(shared) - set(keys) - locks.held)] + [
+        (key, "") for key in sorted(set(keys) - locks.held)]
+    taken: list[tuple[str, str]] = []
+    try:
+        with locks.session.cursor() as cursor:
+            for key, kind in wanted:
+                cursor.execute(f"SELECT pg_advisory_lock{kind}(hashtextextended(%s, 0))", [namespace + key])
+                taken.append((key, kind))
+                locks.held.add(key)
         yield
-    except psycopg2.errors.LockNotAvailable as error:
-        raise WarehouseBusyError(f"another writer held {', '.join(sorted(keys))} for {timeout_s:.0f}s") from error
+    except (psycopg2.errors.LockNotAvailable, psycopg2.errors.DeadlockDetected) as error:
+        if isinstance(error, psycopg2.errors.DeadlockDetected):
+            raise WarehouseBusyError(f"another writer waited for what this one held while holding "
+                                     f"{', '.join(sorted(keys or shared))}: run it again") from error
+        raise WarehouseBusyError(f"another writer held {', '.join(sorted(keys or shared))} for "
+                                 f"{timeout_s:.0f}s") from error
     finally:
-        held.difference_update(keys, shared)
-        if not held:  # the outermost block: the connection's entry goes with it
-            _HELD.pop(id(con), None)
-        locks.close()
+        if outer:  # closing the session lets go of every key at once
+            _LOCKS.pop(id(con), None)
+            locks.session.close()
+        else:
+            with locks.session.cursor() as cursor:
+                for key, kind in reversed(taken):
+                    cursor.execute(f"SELECT pg_advisory_unlock{kind}(hashtextextended(%s, 0))", [namespace + key])
+                    locks.held.discard(key)
 
 
 def retrying_conflicts(write: Callable[[], T], attempts: int = 4) -> T:
@@ -378,7 +396,7 @@ def exists(home: Home) -> bool:
 def _catalog_exists(home: Home) -> bool:
     import psycopg2
 
-    with contextlib.closing(psycopg2.connect(home.scale.postgres_url)) as catalog, catalog.cursor() as cursor:
+    with closing(psycopg2.connect(home.scale.postgres_url)) as catalog, catalog.cursor() as cursor:
         cursor.execute("SELECT 1 FROM information_schema.tables WHERE table_schema = %s "
                        "AND table_name = 'ducklake_snapshot'", [home.scale.lake_schema])
         return cursor.fetchone() is not None

@@ -140,6 +140,35 @@ def test_two_writers_of_the_same_day_take_turns_and_the_rows_are_not_doubled(lak
     assert failures == [] and after == before
 
 
+def test_two_writers_each_waiting_for_what_the_other_holds_are_told_at_once_not_after_the_lock_timeout(tmp_path):
+    """Nested `writing` blocks: each writer holds one key and asks for the other's. PostgreSQL sees the cycle
+    only when a writer's keys are on one session; one writer is refused with a reason, the other goes on."""
+    holding, outcomes = threading.Barrier(2), {}
+    with postgres_database() as url:
+        home = Home.from_env(tmp_path, env=scale_environment(url)).ensure()
+        with warehouse.session(home):
+            pass  # the lake made
+
+        def write(first: str, second: str) -> None:
+            started = time.monotonic()
+            try:
+                with warehouse.session(home, read_only=True) as con, warehouse.writing(con, first, timeout_s=60):
+                    holding.wait()
+                    with warehouse.writing(con, second, timeout_s=60):
+                        outcomes[first] = ("done", time.monotonic() - started)
+            except warehouse.WarehouseBusyError as error:
+                outcomes[first] = (str(error), time.monotonic() - started)
+
+        writers = [threading.Thread(target=write, args=keys) for keys in (("test:a", "test:b"), ("test:b", "test:a"))]
+        for writer in writers:
+            writer.start()
+        for writer in writers:
+            writer.join(120)
+    verdicts = [verdict for verdict, _ in outcomes.values()]
+    assert verdicts.count("done") == 1 and any("run it again" in v for v in verdicts), outcomes
+    assert max(seconds for _, seconds in outcomes.values()) < 30  # PostgreSQL's deadlock check, not the timeout
+
+
 def test_the_same_file_ingested_by_two_processes_at_once_is_stored_once(lake, tmp_path):
     from flywheel.ingest import ingest_file
     from flywheel.ingest.raw_layer import ensure_raw_layer
