@@ -3,9 +3,11 @@
 -- original), and scores (within a cluster, the best-scored answer over the worst, from different models, when
 -- their scores differ by at least preferences.min_margin). Identical texts make no pair. The prompt is the chosen
 -- answer's, and must be one the answers can follow.
+-- Pairs are found on narrow rows (ids, model, score, a hash of the answer's text); the texts, messages and tools
+-- are read for the pairs that remain, by request_id: carrying every answer's texts through the pairing made
+-- DuckDB spill gigabytes of text at 10M rows.
 WITH answers AS (
-    SELECT i.request_id, i.app_id, i.model, i.messages, i.tools, i.response_text, m.cluster_id, s.quality_score,
-           s.quality_source, s.correction, s.correction_source, sp.split
+    SELECT i.request_id, i.model, m.cluster_id, s.quality_score, md5(i.response_text) AS text_hash
     FROM intermediate.int_interactions i
     JOIN intermediate.int_cluster_members m USING (request_id)
     JOIN intermediate.int_signals s USING (request_id)
@@ -47,26 +49,38 @@ sides AS (
 ),
 paired AS (
     SELECT s.chosen_id, s.rejected_id, s.pair_source, s.margin,
-           any_value(a.response_text) FILTER (WHERE s.is_chosen) AS chosen,
-           any_value(a.response_text) FILTER (WHERE NOT s.is_chosen) AS rejected,
+           any_value(a.text_hash) FILTER (WHERE s.is_chosen) AS chosen_hash,
+           any_value(a.text_hash) FILTER (WHERE NOT s.is_chosen) AS rejected_hash,
            any_value(a.model) FILTER (WHERE s.is_chosen) AS chosen_model,
            any_value(a.model) FILTER (WHERE NOT s.is_chosen) AS rejected_model
     FROM sides s JOIN answers a USING (request_id)
     GROUP BY s.chosen_id, s.rejected_id, s.pair_source, s.margin
     HAVING bool_or(s.is_chosen) AND bool_or(NOT s.is_chosen)
 ),
+texts AS (  -- the answers' texts, read once for both sides of the remaining pairs
+    SELECT i.request_id, i.response_text
+    FROM intermediate.int_interactions i
+    SEMI JOIN (SELECT unnest([chosen_id, rejected_id]) AS request_id FROM paired) USING (request_id)
+),
 pairs AS (
-    SELECT * FROM paired
-    WHERE (chosen_model <> rejected_model OR pair_source = 'human_pairwise') AND chosen <> rejected
+    SELECT p.chosen_id, p.rejected_id, p.pair_source, p.margin, c.response_text AS chosen, r.response_text AS rejected,
+           p.chosen_model, p.rejected_model
+    FROM paired p
+    JOIN texts c ON c.request_id = p.chosen_id
+    JOIN texts r ON r.request_id = p.rejected_id
+    WHERE (p.chosen_model <> p.rejected_model OR p.pair_source = 'human_pairwise') AND p.chosen_hash <> p.rejected_hash
     UNION ALL
-    SELECT request_id, request_id, correction_source || '_correction', 1.0, correction, response_text,
-           correction_source, model
-    FROM answers WHERE correction IS NOT NULL AND correction <> response_text
+    SELECT i.request_id, i.request_id, s.correction_source || '_correction', 1.0, s.correction, i.response_text,
+           s.correction_source, i.model
+    FROM intermediate.int_interactions i
+    JOIN intermediate.int_signals s USING (request_id)
+    SEMI JOIN answers USING (request_id)
+    WHERE s.correction IS NOT NULL AND s.correction <> i.response_text
 )
 SELECT
     md5(p.chosen_id || '|' || p.rejected_id || '|' || p.pair_source) AS pair_id,
-    a.cluster_id,
-    a.split,
+    m.cluster_id,
+    sp.split,
     a.app_id,
     a.messages,
     a.tools,
@@ -79,7 +93,9 @@ SELECT
     p.pair_source,
     p.margin
 FROM pairs p
-JOIN answers a ON a.request_id = p.chosen_id
+JOIN intermediate.int_interactions a ON a.request_id = p.chosen_id
+JOIN intermediate.int_cluster_members m ON m.request_id = p.chosen_id
+JOIN curation.splits sp ON sp.request_id = p.chosen_id
 -- a prompt the answers can follow: it ends with the user (or a tool), no message is empty, it fits the token limit
 WHERE a.messages[-1].role IN ('user', 'tool')
   AND NOT list_bool_or(list_transform(a.messages, m -> empty_message(m)))
