@@ -360,3 +360,28 @@ def test_a_lake_whose_files_are_in_object_storage_holds_what_the_file_holds(tmp_
     assert {"raw.interactions", "raw.quarantine", "staging.stg_interactions", "intermediate.int_interactions",
             "intermediate.int_cluster_members"} <= compared
     assert {name: found[name] for name in compared} == {name: embedded[name] for name in compared}
+
+
+# -- labeling on the lake (last in this module: it adds labeling rows the embedded fingerprints above lack) ---------
+def test_labeling_on_the_lake_queues_pushes_and_pulls_each_label_once(lake, argilla_target):
+    from flywheel.labeling import sampling, sync
+    from flywheel.labeling.datasets import RESPONSE_REVIEW, load_sampling
+    from tests.test_argilla import annotator, respond, server_ids, unique_spec
+
+    spec = unique_spec(RESPONSE_REVIEW)
+    with warehouse.session(lake) as con:
+        sampling.sample_response_review(con, spec, load_sampling()["response_review"], budget=4)
+        assert sync.push(con, argilla_target, spec).pushed == 4
+        assert sync.push(con, argilla_target, spec).pushed == 0  # nothing sent twice
+        client = argilla_target.client()
+        labeller = annotator(client, argilla_target.workspace, "lake-annotator")
+        ids = server_ids(client, spec.name, argilla_target.workspace)
+        first, second = sorted(ids)[:2]
+        respond(labeller, ids[first], {"verdict": "good", "quality": 5})
+        respond(labeller, ids[second], {}, status="discarded")
+        pulled = sync.pull(con, argilla_target, spec, agreement_threshold=0.5)
+        again = sync.pull(con, argilla_target, spec, agreement_threshold=0.5)
+        labels = con.execute("SELECT record_id, status FROM labeling.labels ORDER BY record_id").fetchall()
+        queued = con.execute("SELECT count(*) FROM labeling.queue WHERE dataset = ?", [spec.name]).fetchall()[0][0]
+    assert (pulled.new, again.new, again.changed) == (2, 0, 0)
+    assert labels == sorted([(first, "submitted"), (second, "discarded")]) and queued == 4
