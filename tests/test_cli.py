@@ -157,6 +157,8 @@ def test_dagster_ui_serves_assets_sensors_and_schedules_on_localhost_and_runs_a_
         assert status == "SUCCESS"
         import psutil
 
+        from flywheel.processes import alive
+
         listening = {c.laddr.ip for c in psutil.net_connections(kind="tcp")
                      if c.status == psutil.CONN_LISTEN and c.laddr.port == port}
         assert listening == {"127.0.0.1"}  # bound to loopback only
@@ -164,7 +166,7 @@ def test_dagster_ui_serves_assets_sensors_and_schedules_on_localhost_and_runs_a_
         servers = psutil.Process(process.pid).children(recursive=True)
         process.terminate()
         process.wait(timeout=60)
-        assert not [p for p in psutil.wait_procs(servers, timeout=30)[1] if p.status() != psutil.STATUS_ZOMBIE]
+        assert not [p for p in psutil.wait_procs(servers, timeout=30)[1] if alive(p.pid)]
     finally:
         with contextlib.suppress(ProcessLookupError):  # whatever is left of its process group
             os.killpg(process.pid, signal.SIGKILL)
