@@ -65,7 +65,9 @@ def over_orders(examples, pool: np.ndarray, share: float, orders: int = 20) -> d
         maes.append(figures["eval_mae"])
         rhos.append(figures["eval_spearman"])
         common = evalsets.choose(examples.good, examples.apps, keys, pool, size)
-        estimated = [evalsets.estimate(common, examples.quality[:, m]) for m in range(len(examples.models))]
+        estimated = [evalsets.estimate(common, examples.quality[:, m],
+                                       evalsets.ease(np.delete(examples.good, m, axis=1)))
+                     for m in range(len(examples.models))]
         ceiling.append(float(spearmanr(estimated, logged).statistic))
     return {"eval_mae_mean_over_orders": float(np.mean(maes)), "eval_spearman_mean_over_orders": float(np.mean(rhos)),
             "eval_spearman_p10_over_orders": float(np.quantile(rhos, 0.1)),

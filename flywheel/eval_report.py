@@ -28,14 +28,30 @@ def build(releases: Path, version: str | None = None, repeats: int = 1000) -> tu
     eval_version = resolve(releases, "eval_items", version)
     items = pl.read_parquet(_parquets(releases, "eval_items", eval_version)).sort("cluster_id")
     outcomes: dict[str, np.ndarray] = {}
+    good: dict[str, np.ndarray] = {}
     for r, row in enumerate(items["model_outcomes"].to_list()):
         for entry in row:
             column = outcomes.setdefault(entry["model"], np.full(len(items), np.nan))
             column[r] = np.nan if entry["quality_score"] is None else entry["quality_score"]
-    scores = evalsets.score_items(items["app_id"].to_list(), items["weight"].to_numpy(),
-                                  items["difficulty_level"].cast(pl.Utf8).to_list(), outcomes, repeats)
+            met = good.setdefault(entry["model"], np.full(len(items), np.nan))
+            met[r] = np.nan if entry["quality_score"] is None else float(entry["meets_bar"])
     router_version = resolve(releases, "router_examples", None)
     examples = read_examples(_parquets(releases, "router_examples", router_version))
+    # a model's ease of prompts comes from the other models only: its own outcomes off the set stay unseen
+    names = sorted(good)
+    item_good = np.column_stack([good[m] for m in names]) if names else np.empty((len(items), 0))
+    item_ease = {m: evalsets.ease(np.delete(item_good, i, axis=1)) for i, m in enumerate(names)}
+    example_apps = np.array(examples.apps)
+    population = {}
+    for app in set(items["app_id"].to_list()):
+        app_good = examples.good[example_apps == app]
+        for model in names:
+            others = np.delete(app_good, examples.models.index(model), axis=1) \
+                if model in examples.models else app_good
+            population[(app, model)] = evalsets.ease(others)
+    scores = evalsets.score_items(items["app_id"].to_list(), items["weight"].to_numpy(),
+                                  items["difficulty_level"].cast(pl.Utf8).to_list(), outcomes, item_ease,
+                                  population, repeats)
     rules = load_rules()
     pool = np.array([split in rules.eval.pool for split in examples.splits])
     fidelity = evalsets.leave_one_model_out(examples.quality, examples.good, examples.apps, examples.clusters,
@@ -65,8 +81,10 @@ def summary(fidelity: list[evalsets.Fidelity]) -> dict[str, float]:
 
 def markdown(document: dict) -> str:
     lines = [f"# eval_items {document['eval_items']}: {document['items']} items", "",
-             "Each model's accuracy on an app is the weighted mean of its outcomes on the app's items (a weight is "
-             "the share of the app's traffic an item stands for), with a 95% bootstrap interval.", "",
+             "Each model's accuracy on an app, estimated from its outcomes on the app's items: the mean over all the "
+             "app's prompts of a logistic curve of each prompt's ease (how the other models did on it) fitted to "
+             "those outcomes (the weighted mean of the outcomes where no other model is known; a weight is the "
+             "share of the app's traffic an item stands for), with a 95% bootstrap interval.", "",
              "| app | model | items | accuracy | 95% interval |", "|---|---|---:|---:|---|"]
     lines += [f"| {s['app']} | {s['model']} | {s['items']} | {s['accuracy']:.3f} | {s['low']:.3f} to {s['high']:.3f} |"
               for s in sorted(document["scores"], key=lambda s: (s["app"], -s["accuracy"]))]

@@ -209,3 +209,61 @@ def test_choosing_spends_the_budget_where_models_disagree_and_weights_cover_ever
     assert again.items.tolist() == selection.items.tolist()  # the same data, the same set
     only_pool = evalsets.choose(good, ["app"] * n, keys, np.arange(n) < 100, 50)
     assert only_pool.items.max() < 100
+
+
+def _abilities_and_difficulties(seed: int, prompts: int = 2000, models: int = 8) -> np.ndarray:
+    """Outcomes as item-response theory pictures them: P(good) = sigmoid(ability - difficulty)."""
+    rng = np.random.default_rng(seed)
+    ability = np.linspace(-0.5, 2.5, models)
+    difficulty = rng.normal(-1.5, 1.5, prompts)
+    return (rng.random((prompts, models)) < 1 / (1 + np.exp(-(ability[None, :] - difficulty[:, None])))).astype(float)
+
+
+def test_a_model_is_estimated_closer_from_how_the_others_found_each_prompt_than_from_the_set_alone():
+    curve_errors, mean_errors = [], []
+    for seed in range(12):
+        good = _abilities_and_difficulties(seed)
+        n = len(good)
+        keys = [f"{seed}-{i}" for i in range(n)]
+        for m in (2, 5):
+            others = np.delete(good, m, axis=1)
+            selection = evalsets.choose(others, ["app"] * n, keys, np.ones(n, bool), 60)
+            truth = good[:, m].mean()
+            curve_errors.append(abs(evalsets.estimate(selection, good[:, m], evalsets.ease(others)) - truth))
+            mean_errors.append(abs(evalsets.estimate(selection, good[:, m]) - truth))
+    assert np.mean(curve_errors) < 0.8 * np.mean(mean_errors)
+
+
+def test_prompts_no_other_model_answered_count_at_the_weighted_mean_of_their_items():
+    good = _abilities_and_difficulties(0)
+    n = len(good)
+    others = np.delete(good, 3, axis=1)
+    others[: n // 2] = np.nan  # only model 3 answered the first half
+    outcomes = good[:, 3].copy()
+    outcomes[: n // 2] = 0.0   # and failed every one of them
+    selection = evalsets.choose(others, ["app"] * n, [f"c{i}" for i in range(n)], np.ones(n, bool), 80)
+    assert (selection.items < n // 2).any() and (selection.items >= n // 2).any()
+    ease = evalsets.ease(others)
+    whole = evalsets.estimate(selection, outcomes, ease)
+    known_half = selection.items >= n // 2
+    curve = evalsets.estimate(evalsets.Selection(selection.items[known_half] - n // 2,
+                                                 selection.weights[known_half], []), outcomes[n // 2:], ease[n // 2:])
+    assert curve > 0.5
+    assert whole == pytest.approx(0.5 * curve, abs=1e-9)  # the unanswered half at its items' mean: zero
+    assert evalsets.estimate(selection, outcomes, np.full(n, np.nan)) == evalsets.estimate(selection, outcomes)
+
+
+def test_leaving_a_model_out_never_reads_its_outcomes_off_its_own_set():
+    good = _abilities_and_difficulties(1, prompts=600, models=6)
+    n = len(good)
+    keys = [f"c{i}" for i in range(n)]
+    pool = np.arange(n) % 5 == 0
+    before = evalsets.leave_one_model_out(good, good, ["app"] * n, keys, [f"m{i}" for i in range(6)], pool, 0.05)[0]
+    selection = evalsets.choose(np.delete(good, 4, axis=1), ["app"] * n, keys, pool, round(0.05 * n))
+    off_set = np.setdiff1d(np.arange(n), selection.items)
+    changed = good.copy()
+    changed[off_set, 4] = 1 - changed[off_set, 4]
+    after = evalsets.leave_one_model_out(changed, changed, ["app"] * n, keys, [f"m{i}" for i in range(6)], pool,
+                                         0.05)[0]
+    assert after.estimated["m4"] == before.estimated["m4"]
+    assert after.logged["m4"] != before.logged["m4"]

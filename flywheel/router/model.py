@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from flywheel import logistic
 from flywheel.pricing import estimate_tokens
 from flywheel.router.features import SHAPE_FEATURES, features, prompt_text
 
@@ -58,25 +59,6 @@ def _ridge(x: np.ndarray, y: np.ndarray, alpha: float) -> tuple[np.ndarray, floa
     xc = x - mean_x
     weights = np.linalg.solve(xc.T @ xc + alpha * np.eye(x.shape[1]), xc.T @ (y - mean_y))
     return weights, float(mean_y - mean_x @ weights)
-
-
-def _logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-2) -> tuple[float, float]:
-    """Intercept and slope of P(y) = sigmoid(a + b x) by Newton's method (slight L2 keeps separable data finite)."""
-    design = np.c_[np.ones_like(x), x]
-    beta = np.zeros(2)
-    for _ in range(50):
-        p = _sigmoid(design @ beta)
-        gradient = design.T @ (y - p) - l2 * beta
-        hessian = design.T @ (design * (p * (1 - p))[:, None]) + l2 * np.eye(2)
-        step = np.linalg.solve(hessian, gradient)
-        beta += step
-        if np.abs(step).max() < 1e-8:
-            break
-    return float(beta[0]), float(beta[1])
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(z, -30, 30)))
 
 
 @dataclass
@@ -129,9 +111,9 @@ class RouterModel:
                 rate = (y.sum() + 0.5) / (len(y) + 1)
                 calibration[m] = (np.log(rate / (1 - rate)), 0.0)
             else:
-                intercept, slope = _logistic(out_of_fold[rows] / scale, y)
+                intercept, slope = logistic.fit(out_of_fold[rows] / scale, y)
                 calibration[m] = (intercept, slope / scale)
-        expected = _sigmoid(calibration[:, 0][None, :] + out_of_fold[:, None] * calibration[:, 1][None, :])
+        expected = logistic.sigmoid(calibration[:, 0][None, :] + out_of_fold[:, None] * calibration[:, 1][None, :])
         keep = np.arange(len(x))
         if len(keep) > config.max_bank:  # a stable spread-out subset, not the first ones
             keep = np.sort(np.random.default_rng(0).choice(len(x), config.max_bank, replace=False))
@@ -157,7 +139,7 @@ class RouterModel:
         """prompts x models: the probability that each model's answer meets the quality bar."""
         x = np.c_[embeddings, (shapes - self.shape_mean) / self.shape_scale]
         ease = x @ self.ease_weights + self.ease_bias
-        calibrated = _sigmoid(self.calibration[:, 0][None, :] + ease[:, None] * self.calibration[:, 1][None, :])
+        calibrated = logistic.sigmoid(self.calibration[:, 0][None, :] + ease[:, None] * self.calibration[:, 1][None, :])
         k = min(self.config.neighbours, len(self.bank))
         if k == 0:
             return calibrated
