@@ -34,7 +34,7 @@ def build(releases: Path, version: str | None = None, repeats: int = 1000) -> tu
             column = outcomes.setdefault(entry["model"], np.full(len(items), np.nan))
             column[r] = np.nan if entry["quality_score"] is None else entry["quality_score"]
             met = good.setdefault(entry["model"], np.full(len(items), np.nan))
-            met[r] = np.nan if entry["quality_score"] is None else float(entry["meets_bar"])
+            met[r] = np.nan if entry["meets_bar"] is None else float(entry["meets_bar"])
     router_version = resolve(releases, "router_examples", None)
     examples = read_examples(_parquets(releases, "router_examples", router_version))
     # a model's ease of prompts comes from the other models only: its own outcomes off the set stay unseen
