@@ -30,7 +30,8 @@ from scipy.stats import spearmanr
 from flywheel import logistic
 
 # A stratum where every known model agreed still gets some items (a new model may not agree), but few: on the
-# shared sample, over 60 orders, 0.05 to 0.12 gave the same error and ranking within noise; 0.02 and 0.15 erred more.
+# shared sample, over 60 orders, 0.05 to 0.12 gave the same error and ranking within noise; 0.02 erred more, 0.15
+# erred more and ranked worse.
 MIN_SPREAD = 0.08
 MIN_CURVE_ITEMS = 10  # fewer set items of known ease than this: the weighted mean, not a curve
 
