@@ -217,10 +217,8 @@ def score_items(apps: list[str], weights: np.ndarray, strata: list[str], outcome
             mine = values[rows]
             if np.isnan(mine).all():
                 continue
-            ease_of_items = item_ease[model][rows] if item_ease and model in item_ease else None
-            everyone = population.get((app, model)) if population and ease_of_items is not None else None
-            if everyone is None:
-                ease_of_items = None
+            everyone = (population or {}).get((app, model))  # without it, the items' ease alone is no population
+            ease_of_items = item_ease[model][rows] if everyone is not None and model in (item_ease or {}) else None
             low, high = bootstrap_interval(selection, mine, ease_of_items, everyone, repeats)
             out.append(ModelScore(app, model, int((~np.isnan(mine)).sum()),
                                   estimate(selection, mine, ease_of_items, everyone), low, high))
